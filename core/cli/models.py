@@ -1,0 +1,6 @@
+"""Sub-commands for this part of the app (filled in by its issue)."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    pass

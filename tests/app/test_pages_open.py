@@ -1,0 +1,32 @@
+"""Every page opens without an exception, in both languages, with no untranslated keys."""
+import re
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import i18n
+from tests.conftest import ROOT
+
+PAGES = ["pages/data.py", "pages/model.py", "pages/training.py", "pages/compare.py", "pages/explain.py"]
+KEY_LIKE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
+
+
+def visible_texts(at: AppTest) -> list[str]:
+    texts = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success"):
+        texts += [str(el.value) for el in getattr(at, kind)]
+    for kind in ("button", "selectbox", "text_input", "slider", "checkbox", "radio", "number_input"):
+        texts += [str(el.label) for el in getattr(at, kind)]
+    return texts
+
+
+@pytest.mark.parametrize("lang", i18n.LANGS)
+@pytest.mark.parametrize("page", PAGES)
+def test_page_opens(page, lang, workspace):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["lang"] = lang
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    untranslated = [s for s in visible_texts(at) if KEY_LIKE.match(s.strip())]
+    assert not untranslated
