@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-.venv/bin/python -m core demo "${CNN_STUDIO_WORKSPACE:-workspace}/datasets/demo"
+demo="${CNN_STUDIO_WORKSPACE:-workspace}/datasets/demo"
+[ -d "$demo" ] || .venv/bin/python -m core demo "$demo"
 exec .venv/bin/streamlit run app.py "$@"
