@@ -1,0 +1,116 @@
+"""Driving a Streamlit page from Playwright the way a person does: by visible labels.
+
+Streamlit reruns the script after every interaction; `wait_idle` waits for that rerun to end
+(the app root carries `data-test-script-state`), so checks never race a half-drawn page.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from playwright.sync_api import BrowserContext, Locator, Page, expect
+
+from core import i18n
+
+PAGES = ("data", "model", "training", "compare", "explain")
+EXCEPTION = '[data-testid="stException"]'
+KEY_LIKE = re.compile(r"\b[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+\b")
+FILE_SUFFIXES = {"json", "jsonl", "csv", "pt", "pth", "py", "jpg", "jpeg", "png", "zip", "txt", "toml", "md"}
+
+
+def wait_idle(page: Page, timeout: float = 60_000) -> None:
+    """Wait until the script run triggered by the last action has finished."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
+    # A rerun may start a moment after the click; give it the chance before checking it ended.
+    page.wait_for_timeout(150)
+    page.wait_for_selector(
+        '[data-testid="stApp"][data-test-script-state="notRunning"]', state="attached", timeout=timeout
+    )
+
+
+def open_app(context: BrowserContext, base_url: str) -> Page:
+    """A new tab on the app's home page, as a person opens it, once the first run has ended."""
+    page = context.new_page()
+    page.goto(base_url)
+    wait_idle(page)
+    return page
+
+
+def open_page(page: Page, base_url: str, name: str, query: str = "") -> None:
+    page.goto(f"{base_url}/{name}{query}")
+    wait_idle(page)
+
+
+def exceptions(page: Page) -> list[str]:
+    return [box.inner_text() for box in page.locator(EXCEPTION).all()]
+
+
+def assert_no_exception(page: Page) -> None:
+    found = exceptions(page)
+    assert not found, f"Streamlit exception on {page.url}:\n" + "\n---\n".join(found)
+
+
+@lru_cache(maxsize=1)
+def _key_prefixes() -> frozenset[str]:
+    return frozenset(key.split(".")[0] for key in i18n.table())
+
+
+def untranslated_keys(page: Page) -> list[str]:
+    """Dotted translation-key-like words on screen (a missing entry shows its key)."""
+    text = page.locator('[data-testid="stApp"]').inner_text()
+    found = []
+    for word in KEY_LIKE.findall(text):
+        head, *_, tail = word.split(".")
+        if head in _key_prefixes() and tail not in FILE_SUFFIXES:
+            found.append(word)
+    return found
+
+
+def screenshot(page: Page, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def main(page: Page) -> Locator:
+    return page.locator('[data-testid="stMain"]')
+
+
+def text_input(page: Page, label: str, value: str) -> None:
+    """Type into a text input and commit it with Enter, as a user does."""
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    wait_idle(page)
+
+
+def click(page: Page, label: str, index: int = 0) -> None:
+    page.get_by_role("button", name=label, exact=True).nth(index).click()
+    wait_idle(page)
+
+
+def upload(page: Page, label: str, files: Path | list[Path]) -> None:
+    """Give files to the `st.file_uploader` whose label is `label`."""
+    uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text=label)
+    uploader.locator('input[type="file"]').set_input_files(files if isinstance(files, list) else [files])
+    wait_idle(page)
+
+
+def select(page: Page, label: str, option: str) -> None:
+    """Choose `option` in the selectbox labelled `label`."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label)
+    box.locator('[data-baseweb="select"]').click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_idle(page)
+
+
+def alerts(page: Page, kind: str = "error") -> list[str]:
+    """Texts of `st.error` / `st.warning` / `st.success` / `st.info` boxes."""
+    test_id = {"error": "stAlertContentError", "warning": "stAlertContentWarning",
+               "success": "stAlertContentSuccess", "info": "stAlertContentInfo"}[kind]
+    return [box.inner_text() for box in page.locator(f'[data-testid="{test_id}"]').all()]
+
+
+def expect_text(page: Page, text: str, timeout: float = 30_000) -> None:
+    expect(main(page).get_by_text(text).first).to_be_visible(timeout=timeout)
