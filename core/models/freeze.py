@@ -1,0 +1,94 @@
+"""Freezing for transfer learning: train the head only, everything, or the head + last N stages.
+
+A "stage" is a group of layers between two downsamplings (a ResNet layer with its attention,
+a VGG block, a DenseNet block, a builder block), so "last N" means the same thing to a learner
+whatever the backbone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+from torchvision import models as tvm
+
+from core.errors import UserError
+from core.models.backbones import ResNet18CBAM, head_module_name
+
+FREEZE_POLICIES = ("all", "head", "last")
+
+
+def stages(model: nn.Module) -> list[list[nn.Module]]:
+    """The model's body as an ordered list of stages (not counting the stem and the head)."""
+    if isinstance(model, (tvm.ResNet, ResNet18CBAM)):
+        return [[getattr(model, f"layer{i}")] + ([getattr(model, f"att{i}")] if hasattr(model, f"att{i}") else [])
+                for i in range(1, 5)]
+    features = getattr(model, "features", None)
+    if not isinstance(features, nn.Sequential):
+        return []
+    if isinstance(model, tvm.DenseNet):
+        groups: list[list[nn.Module]] = []
+        for name, child in features.named_children():
+            if name.startswith("denseblock"):
+                groups.append([child])
+            elif groups and (name.startswith("transition") or name == "norm5"):
+                groups[-1].append(child)
+        return groups
+    if isinstance(model, tvm.VGG):
+        groups, current = [], []
+        for child in features.children():
+            current.append(child)
+            if isinstance(child, nn.MaxPool2d):
+                groups.append(current)
+                current = []
+        return groups + ([current] if current else [])
+    return [[child] for child in features.children()]
+
+
+@dataclass(frozen=True)
+class FreezeResult:
+    trainable: int
+    total: int
+
+
+def parse_policy(policy: str | int) -> int | None:
+    """How many trailing stages to train: None = all, 0 = head only, N = head + last N."""
+    if isinstance(policy, int) and not isinstance(policy, bool):
+        n = policy
+    elif policy == "all":
+        return None
+    elif policy == "head":
+        return 0
+    elif isinstance(policy, str) and policy.startswith("last:") and policy[5:].isdigit():
+        n = int(policy[5:])
+    else:
+        raise UserError("models.freeze_unknown", policy=policy)
+    if n < 0:
+        raise UserError("models.freeze_unknown", policy=policy)
+    return n
+
+
+def freeze(model: nn.Module, policy: str | int = "all") -> FreezeResult:
+    """Set `requires_grad` for `policy`: "all" (train everything), "head", or "last:N" / N.
+
+    Returns the trainable and total parameter counts, which the page and the run log show.
+    """
+    n = parse_policy(policy)
+    if n is None:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    else:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        trainable = [model.get_submodule(head_module_name(model))]
+        body = stages(model)
+        if n > len(body):
+            raise UserError("models.freeze_too_many", n=n, stages=len(body))
+        for group in body[len(body) - n:]:
+            trainable += group
+        for module in trainable:
+            for p in module.parameters():
+                p.requires_grad_(True)
+    return FreezeResult(
+        trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        total=sum(p.numel() for p in model.parameters()),
+    )
