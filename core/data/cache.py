@@ -1,0 +1,167 @@
+"""Decode once: every image of a split, resized to the training size, in one uint8 tensor.
+
+On a 2-core laptop, decoding JPEGs every epoch costs more than the small CNN itself, so the
+images are decoded once by a thread pool (PIL releases the GIL while decoding) and kept as a
+uint8 tensor [N,3,S,S]; it is saved under the workspace cache, keyed by the file list, their
+mtimes and sizes and the image size, so a second run (or an app restart) starts at once.
+When the tensor would not fit the memory budget, batches are decoded from disk on demand
+instead (`streaming`), and `note` says so.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.data.files import class_folders, class_images
+from core.data.images import open_image
+from core.errors import UserError
+
+DEFAULT_MEMORY_BUDGET = int(os.environ.get("CNN_STUDIO_CACHE_BUDGET", 2 * 1024**3))
+CACHE_VERSION = 1
+
+
+def decode_resized(path: str | Path | Image.Image, img_size: int) -> torch.Tensor:
+    """One image as uint8 [3,S,S], resized like torchvision `Resize((S, S))` (bilinear, antialiased).
+
+    Training, evaluation and prediction all go through this, so a photo is prepared the same
+    way wherever it comes from.
+    """
+    img = path if isinstance(path, Image.Image) else open_image(path)
+    img = img.convert("RGB").resize((img_size, img_size), Image.BILINEAR)
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+def _workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def decode_many(paths: list[Path], img_size: int, workers: int | None = None) -> torch.Tensor:
+    """uint8 [N,3,S,S] for `paths`, decoded in a thread pool; a broken file raises a UserError."""
+    out = torch.empty((len(paths), 3, img_size, img_size), dtype=torch.uint8)
+    if not paths:
+        return out
+
+    def fill(i: int) -> None:
+        out[i] = decode_resized(paths[i], img_size)
+
+    with ThreadPoolExecutor(max_workers=workers or _workers()) as pool:
+        list(pool.map(fill, range(len(paths))))
+    return out
+
+
+@dataclass
+class ImageSet:
+    """The images of one split: labels, paths and a way to get uint8 batches by index."""
+
+    classes: list[str]
+    display_names: list[str]
+    paths: list[Path]
+    labels: torch.Tensor
+    img_size: int
+    streaming: bool = False
+    note: tuple[str, dict] | None = None  # translation key + params when something is worth saying
+    cache_file: Path | None = None
+    mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    _data: torch.Tensor | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def batch(self, indices: torch.Tensor) -> torch.Tensor:
+        """uint8 [B,3,S,S] for these indices (from memory, or decoded now when streaming)."""
+        if self._data is not None:
+            return self._data[indices]
+        return decode_many([self.paths[i] for i in indices.tolist()], self.img_size)
+
+
+def _split_classes(split_dir: Path, folder: Path) -> tuple[list[str], list[str]]:
+    """Class names (index order) and display names: from split.json when there is one."""
+    from core.data.split import read_split_info
+
+    info = read_split_info(split_dir) if (split_dir / "split.json").is_file() else {}
+    if info.get("classes"):
+        return list(info["classes"]), list(info.get("display_names") or info["classes"])
+    names = [p.name for p in class_folders(folder)]
+    return names, names
+
+
+def cache_key(paths: list[Path], root: Path, img_size: int) -> str:
+    """Changes when any file is added, removed, renamed or touched, or the size changes."""
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{img_size}|{root.resolve()}".encode())
+    for path in paths:
+        st = path.stat()
+        digest.update(f"|{path.relative_to(root).as_posix()}|{st.st_mtime_ns}|{st.st_size}".encode())
+    return digest.hexdigest()[:24]
+
+
+def load_images(
+    split_dir: str | Path,
+    split: str,
+    img_size: int,
+    cache_dir: Path | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> ImageSet:
+    """The images of `split_dir/split`, decoded once (and saved to `cache_dir`) or streamed.
+
+    Classes come from the split's `split.json` so that indices match across train, val and
+    test even when a split lacks a class; without it, the sorted folder names.
+    """
+    split_dir = Path(split_dir)
+    folder = split_dir / split
+    if not folder.is_dir():
+        raise UserError("data.no_split_folder", path=str(folder))
+    classes, display = _split_classes(split_dir, folder)
+    paths: list[Path] = []
+    labels: list[int] = []
+    for index, name in enumerate(classes):
+        found = class_images(folder / name) if (folder / name).is_dir() else []
+        paths += found
+        labels += [index] * len(found)
+    images = ImageSet(classes, display, paths, torch.tensor(labels, dtype=torch.long), img_size)
+    if not paths:
+        raise UserError("data.empty_split", path=str(folder))
+
+    needed = len(paths) * 3 * img_size * img_size
+    if needed > memory_budget:
+        images.streaming = True
+        images.note = ("data.cache_streaming", {"needed_mb": needed // 2**20, "budget_mb": memory_budget // 2**20})
+        return images
+
+    key = cache_key(paths, folder, img_size)
+    if cache_dir is not None:
+        images.cache_file = Path(cache_dir) / f"images-{key}.pt"
+        if images.cache_file.is_file():
+            try:
+                data = torch.load(images.cache_file, weights_only=True)
+                if tuple(data.shape) == (len(paths), 3, img_size, img_size) and data.dtype == torch.uint8:
+                    images._data = data
+                    return images
+            except (OSError, RuntimeError, EOFError):
+                pass  # a damaged cache file is rebuilt below
+    images._data = decode_many(paths, img_size)
+    if images.cache_file is not None:
+        _save_atomically(images._data, images.cache_file)
+    return images
+
+
+def _save_atomically(data: torch.Tensor, target: Path) -> None:
+    """Never leave a half-written cache file (the app may be closed while saving)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,228 @@
+"""The health report of a class-folder dataset: what a user should know before training on it.
+
+Every file is read once (its bytes hashed for duplicates, then fully decoded to catch
+truncation); files that cannot be used are listed with a reason instead of being skipped
+silently, and readable oddities (CMYK, 16-bit, palette, transparency, grayscale, EXIF
+rotation) are reported as notes because they are converted on loading.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import statistics
+import warnings
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from core.data.files import class_files, class_folders, is_ignored, is_image_name, natural_key
+from core.data.images import MAX_PIXELS
+from core.errors import UserError
+
+CAT_TO_NAME = "cat_to_name.json"
+# Problems make a file unusable; notes describe a usable file that gets converted.
+PROBLEMS = ("zero_bytes", "not_image", "broken", "bomb", "not_image_ext", "outside_class")
+NOTES = ("cmyk", "16bit", "palette", "transparency", "grayscale", "exif_rotated")
+_MODE_NOTES = {"CMYK": "cmyk", "I;16": "16bit", "I;16B": "16bit", "I;16L": "16bit", "I": "16bit",
+               "P": "palette", "RGBA": "transparency", "LA": "transparency", "PA": "transparency",
+               "L": "grayscale", "1": "grayscale"}
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass
+class FileIssue:
+    path: str  # relative to the dataset root, with "/" separators
+    kind: str  # one of PROBLEMS or NOTES, or "duplicate"
+    detail: str = ""
+
+
+@dataclass
+class ClassInfo:
+    name: str  # folder name (what the model's index refers to)
+    display: str  # from cat_to_name.json, else the folder name
+    images: int  # usable images
+    problems: int
+
+
+@dataclass
+class HealthReport:
+    root: Path
+    classes: list[ClassInfo]  # torchvision ImageFolder order: sorted folder names
+    images: dict[str, list[str]]  # class -> usable image paths relative to root (sorted)
+    problems: list[FileIssue]
+    notes: list[FileIssue]
+    duplicates: list[list[str]]  # groups of relative paths with identical bytes
+    sizes: dict[str, dict[str, int]]  # width/height -> min/median/max
+    formats: dict[str, int]
+    ignored: int  # hidden and system files skipped
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    @property
+    def display_names(self) -> list[str]:
+        return [c.display for c in self.classes]
+
+    @property
+    def total_images(self) -> int:
+        return sum(c.images for c in self.classes)
+
+    def listed(self) -> list[ClassInfo]:
+        """Classes in the order people read them: natural order, so "2" comes before "10"."""
+        return sorted(self.classes, key=lambda c: natural_key(c.name))
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["root"] = str(self.root)
+        data["total_images"] = self.total_images
+        return data
+
+
+@dataclass
+class _FileFacts:
+    rel: str
+    problem: str | None = None
+    detail: str = ""
+    notes: list[str] = field(default_factory=list)
+    digest: str | None = None
+    size: tuple[int, int] | None = None
+    format: str | None = None
+
+
+def find_root(path: str | Path) -> Path:
+    """The folder whose sub-folders are the classes: `path`, or the one folder a zip wrapped it in."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError("data.not_found", path=str(path))
+    if not path.is_dir():
+        raise UserError("data.not_folder", path=str(path))
+    root = path.resolve()
+    for _ in range(3):
+        entries = [p for p in root.iterdir() if not is_ignored(p.name)]
+        folders = [p for p in entries if p.is_dir()]
+        loose_images = [p for p in entries if p.is_file() and is_image_name(p.name)]
+        if len(folders) == 1 and not loose_images and not _has_images(folders[0]):
+            root = folders[0]
+            continue
+        break
+    if not class_folders(root):
+        raise UserError("data.no_classes", path=str(path))
+    return root
+
+
+def _has_images(folder: Path) -> bool:
+    """True when the folder directly holds image files (a class), not only more folders."""
+    return any(p.is_file() and is_image_name(p.name) and not is_ignored(p.name) for p in folder.iterdir())
+
+
+def read_display_names(root: Path) -> dict[str, str]:
+    """cat_to_name.json (folder name -> display name), as the flowers-102 course data ships; {} if absent."""
+    path = root / CAT_TO_NAME
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError("data.bad_cat_to_name", path=str(path), reason=str(err)) from None
+    if not isinstance(data, dict):
+        raise UserError("data.bad_cat_to_name", path=str(path), reason="not an object")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def _inspect(path: Path, rel: str) -> _FileFacts:
+    facts = _FileFacts(rel)
+    if not is_image_name(path.name):
+        facts.problem, facts.detail = "not_image_ext", path.suffix or path.name
+        return facts
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        facts.problem, facts.detail = "broken", err.strerror or str(err)
+        return facts
+    if not raw:
+        facts.problem = "zero_bytes"
+        return facts
+    facts.digest = hashlib.sha256(raw).hexdigest()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as img:
+                width, height = img.size
+                facts.format = img.format
+                if width * height > MAX_PIXELS:
+                    facts.problem, facts.detail = "bomb", f"{width}x{height}"
+                    return facts
+                img.load()
+                mode_note = _MODE_NOTES.get(img.mode)
+                if mode_note:
+                    facts.notes.append(mode_note)
+                orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+                if orientation not in (1, None):
+                    facts.notes.append("exif_rotated")
+                    if orientation in (5, 6, 7, 8):
+                        width, height = height, width
+                facts.size = (width, height)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        facts.problem, facts.detail = "bomb", ""
+    except UnidentifiedImageError:
+        facts.problem = "not_image"
+    except (OSError, SyntaxError, ValueError) as err:
+        facts.problem, facts.detail = "broken", str(err)
+    return facts
+
+
+def scan(path: str | Path, workers: int = 4) -> HealthReport:
+    """Read every file of the dataset at `path` and report classes, counts and problems.
+
+    Raises a UserError when `path` is not a folder of class folders.
+    """
+    root = find_root(path)
+    display = read_display_names(root)
+    folders = class_folders(root)
+    jobs: list[tuple[str, Path, str]] = []
+    ignored = 0
+    problems: list[FileIssue] = []
+    for entry in root.iterdir():
+        if is_ignored(entry.name):
+            ignored += 1
+        elif entry.is_file() and entry.name != CAT_TO_NAME and entry.name != "annotations.csv":
+            problems.append(FileIssue(entry.name, "outside_class"))
+    for folder in folders:
+        for path_ in class_files(folder):
+            jobs.append((folder.name, path_, path_.relative_to(root).as_posix()))
+        ignored += sum(1 for p in folder.rglob("*") if is_ignored(p.name))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda job: _inspect(job[1], job[2]), jobs))
+
+    images: dict[str, list[str]] = {f.name: [] for f in folders}
+    bad_per_class: Counter = Counter()
+    notes: list[FileIssue] = []
+    by_digest: dict[str, list[str]] = defaultdict(list)
+    widths, heights, formats = [], [], Counter()
+    for (cls, _, _), facts in zip(jobs, results):
+        if facts.problem:
+            problems.append(FileIssue(facts.rel, facts.problem, facts.detail))
+            bad_per_class[cls] += 1
+            continue
+        images[cls].append(facts.rel)
+        notes += [FileIssue(facts.rel, note) for note in facts.notes]
+        by_digest[facts.digest].append(facts.rel)
+        widths.append(facts.size[0])
+        heights.append(facts.size[1])
+        formats[facts.format or "?"] += 1
+    duplicates = [sorted(group) for group in by_digest.values() if len(group) > 1]
+    duplicates.sort()
+
+    classes = [ClassInfo(f.name, display.get(f.name, f.name), len(images[f.name]), bad_per_class[f.name])
+               for f in folders]
+    sizes = {}
+    for axis, values in (("width", widths), ("height", heights)):
+        if values:
+            sizes[axis] = {"min": min(values), "median": int(statistics.median(values)), "max": max(values)}
+    return HealthReport(root, classes, images, problems, notes, duplicates, sizes, dict(formats), ignored)
