@@ -1,0 +1,92 @@
+"""Presets and backbones: the course's exact parameter counts; forward+backward at every size."""
+import json
+
+import pytest
+import torch
+
+from core.errors import UserError
+from core.models import BACKBONES, PRESET_SPECS, PRESETS, build_model, describe_ref, load_ref
+from core.models.builder import feature_sizes, normalize_spec
+
+SIZES = (32, 64, 128, 224)
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(("preset", "classes", "size", "count"), [
+    ("simple_cnn", 10, 32, 2_122_186),
+    ("cbam_cnn", 10, 32, 1_150_896),
+    ("resnet18_cbam", 5, 224, 11_485_645),
+    ("resnet18_cbam", 5, 32, 11_485_645),
+])
+def test_presets_have_the_course_parameter_counts(preset, classes, size, count):
+    assert n_params(build_model({"preset": preset}, classes, size)) == count
+
+
+def _forward_backward(model, size):
+    model.train()
+    out = model(torch.rand(2, 3, size, size))
+    out.logsumexp(1).sum().backward()
+    assert out.shape == (2, 3)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    model.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("name", PRESETS + BACKBONES)
+def test_every_preset_and_backbone_trains_at_every_size(name):
+    torch.manual_seed(0)
+    ref = {"preset": name} if name in PRESETS else {"backbone": name}
+    model = None
+    for size in SIZES:
+        # Flatten heads are sized for one input size; the others take any size.
+        if model is None or name in PRESET_SPECS:
+            model = build_model(ref, 3, size)
+        _forward_backward(model, size)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESET_SPECS))
+def test_flatten_size_follows_the_input_size_up_to_512(preset):
+    spec = normalize_spec(PRESET_SPECS[preset])
+    blocks = len(spec["blocks"])
+    for size in (32, 100, 224, 333, 512):
+        assert feature_sizes(spec, size)[-1] == size // 2**blocks
+
+
+def test_bad_references_are_user_errors():
+    for ref, key in [
+        ({"preset": "alexnet"}, "models.unknown_preset"),
+        ({"backbone": "vit_b_16"}, "models.unknown_backbone"),
+        ({"preset": "simple_cnn", "backbone": "resnet18"}, "models.ref_bad"),
+        ("simple_cnn", "models.ref_bad"),
+    ]:
+        with pytest.raises(UserError) as err:
+            build_model(ref, 3, 32)
+        assert err.value.key == key
+    with pytest.raises(UserError, match="classes"):
+        build_model({"preset": "simple_cnn"}, 0, 32)
+    with pytest.raises(UserError) as err:
+        build_model({"preset": "simple_cnn"}, 3, 4)
+    assert err.value.key == "models.bad_img_size"
+
+
+def test_load_ref_accepts_names_files_and_saved_specs(tmp_path):
+    assert load_ref("cbam_cnn") == {"preset": "cbam_cnn"}
+    assert load_ref("resnet50")["backbone"] == "resnet50"
+    (tmp_path / "bare.json").write_text(json.dumps(PRESET_SPECS["simple_cnn"]))
+    assert load_ref(tmp_path / "bare.json") == {"spec": PRESET_SPECS["simple_cnn"]}
+    (tmp_path / "mine.json").write_text(json.dumps({"name": "mine", "preset": "cbam_cnn"}))
+    assert load_ref("mine", tmp_path)["preset"] == "cbam_cnn"
+    (tmp_path / "broken.json").write_text("{not json")
+    for bad, key in [("broken", "models.ref_unreadable"), ("missing", "models.ref_not_found")]:
+        with pytest.raises(UserError) as err:
+            load_ref(bad, tmp_path)
+        assert err.value.key == key
+
+
+def test_describe_ref_gives_short_labels():
+    assert describe_ref({"preset": "simple_cnn"}) == "simple_cnn"
+    assert describe_ref({"backbone": "resnet18", "pretrained": True}) == "resnet18 (pretrained)"
+    assert describe_ref({"name": "my net", "spec": {}}) == "my net"
+    assert describe_ref({"spec": {"blocks": []}}) == "custom"
