@@ -1,0 +1,110 @@
+"""Class activation maps through pytorch-grad-cam, with the model left exactly as it was.
+
+pytorch-grad-cam is the engine: it records a layer's output with a forward hook and that
+output's gradient with a tensor hook (`Tensor.register_hook`, never the deprecated
+`register_backward_hook`). Our layer adds what an app needs around it:
+- the model comes back untouched: train/eval mode, `requires_grad` flags and `.grad` are
+  restored, hooks are released by the library's context manager even on errors;
+- in-place activations are switched off while the CAM runs (and switched back), so a hooked
+  output is never overwritten by the ReLU that follows it;
+- the gradient flows through the input instead of the weights, so no parameter `.grad` is
+  written and frozen models work too;
+- one forward gives both the CAMs and the class probabilities, for a batch of images.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.errors import UserError
+
+# Our names -> pytorch_grad_cam class names (imported lazily: the package pulls in matplotlib).
+METHODS: dict[str, str] = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "eigencam": "EigenCAM",
+    "scorecam": "ScoreCAM",
+}
+METHOD_LABELS = {
+    "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM",
+    "layercam": "Layer-CAM", "eigencam": "Eigen-CAM", "scorecam": "Score-CAM",
+}
+SCORECAM_BATCH = 64
+
+
+@contextmanager
+def untouched(model: nn.Module) -> Iterator[nn.Module]:
+    """Run a CAM on `model` in eval mode and hand it back exactly as it came."""
+    was_training = model.training
+    flags = [(p, p.requires_grad, p.grad) for p in model.parameters()]
+    inplace = [(m, m.inplace) for m in model.modules() if isinstance(getattr(m, "inplace", None), bool)]
+    try:
+        for p, _, _ in flags:
+            p.requires_grad_(False)
+        for m, _ in inplace:
+            m.inplace = False
+        model.eval()
+        yield model
+    finally:
+        for p, requires_grad, grad in flags:
+            p.requires_grad_(requires_grad)
+            p.grad = grad
+        for m, value in inplace:
+            m.inplace = value
+        model.train(was_training)
+
+
+def compute_cams(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layer: str,
+    method: str = "gradcam",
+    targets: Sequence[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """CAMs and class probabilities for a batch of model-ready inputs [B,3,S,S].
+
+    Returns `(cams, probs)`: float32 [B,S,S] in [0, 1] (at the input's size) and float32 [B,C].
+    `targets` are class indices per image; None explains each image's predicted class.
+    """
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    if method not in METHODS:
+        raise UserError("explain.unknown_method", name=method, choices=", ".join(METHODS))
+    module = _layer(model, layer)
+    cam_class = getattr(pytorch_grad_cam, METHODS[method])
+    with untouched(model):
+        x = inputs.detach().clone().requires_grad_(True)
+        num_classes = _num_classes(model)
+        if targets is not None and num_classes is not None and any(not 0 <= int(c) < num_classes for c in targets):
+            raise UserError("explain.bad_class", index=max(int(c) for c in targets), count=num_classes)
+        with cam_class(model=model, target_layers=[module]) as cam:
+            if method == "scorecam":
+                cam.batch_size = SCORECAM_BATCH
+            quiet = contextlib.redirect_stderr(io.StringIO())  # Score-CAM's tqdm progress bar
+            with quiet:
+                chosen = None if targets is None else [ClassifierOutputTarget(int(c)) for c in targets]
+                maps = cam(input_tensor=x, targets=chosen)
+            logits = cam.outputs.detach()
+    probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    return np.clip(np.nan_to_num(maps.astype(np.float32)), 0.0, 1.0), probs
+
+
+def _num_classes(model: nn.Module) -> int | None:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return linears[-1].out_features if linears else None
+
+
+def _layer(model: nn.Module, name: str) -> nn.Module:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        raise UserError("explain.unknown_layer", name=name, choices="?") from None

@@ -1,0 +1,139 @@
+"""One photo through one model: prediction, top-k and a CAM at the photo's own size.
+
+The page, the CLI and the benchmarks all call `explain`, so they see the same numbers. The
+model and its `info` come from `core.load_model(run_dir)` (an eval-mode model loaded from the
+run's checkpoint, never the model being trained).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torch import nn
+
+from core.data.augment import normalize, to_float
+from core.errors import UserError
+from core.explain.cam import compute_cams
+from core.explain.layers import feature_layers, resolve_layer
+from core.explain.render import to_size
+
+TINY_SIDE = 16
+
+
+def field_of(info: Any, key: str, default: Any = None) -> Any:
+    """`info[key]` whether `info` is a dict or an object with attributes."""
+    if isinstance(info, dict):
+        return info.get(key, default)
+    return getattr(info, key, default)
+
+
+def class_names(info: Any) -> list[str]:
+    """Display names when the run has them (cat_to_name.json), else the folder names."""
+    classes = list(field_of(info, "classes") or [])
+    shown = list(field_of(info, "display_names") or [])
+    return shown if len(shown) == len(classes) else classes
+
+
+def model_input(images: list[Image.Image], info: Any) -> torch.Tensor:
+    """Model-ready batch [B,3,S,S], exactly as training's eval path prepares a cached image:
+    resize to S x S, scale to [0, 1], normalise with the run's mean and std."""
+    size = int(field_of(info, "img_size"))
+    batch = torch.stack([
+        TF.resize(TF.pil_to_tensor(img.convert("RGB")), [size, size], antialias=True) for img in images
+    ])
+    mean = field_of(info, "mean") or (0.0, 0.0, 0.0)
+    std = field_of(info, "std") or (1.0, 1.0, 1.0)
+    return normalize(to_float(batch), tuple(mean), tuple(std))
+
+
+def class_index(info: Any, target: int | str | None) -> int | None:
+    """A class given by index, folder name or display name -> its index (None stays None)."""
+    if target is None or target == "":
+        return None
+    classes = list(field_of(info, "classes") or [])
+    if isinstance(target, int):
+        if not 0 <= target < len(classes):
+            raise UserError("explain.bad_class", index=target, count=len(classes))
+        return target
+    for names in (classes, class_names(info)):
+        if target in names:
+            return names.index(target)
+    raise UserError("explain.unknown_class", name=target, choices=", ".join(class_names(info)))
+
+
+@dataclass
+class Explanation:
+    probs: np.ndarray  # [C] softmax probabilities
+    names: list[str]  # class names in index order (display names when known)
+    pred: int
+    target: int  # the class the CAM explains
+    layer: str
+    method: str
+    cam: np.ndarray  # float32 [H, W] in [0, 1], at the photo's size
+    seconds: float
+    notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (i18n key, params)
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probs[self.pred])
+
+    def topk(self, k: int = 5) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probs)[:k]
+        return [(self.names[i], float(self.probs[i])) for i in order]
+
+    def record(self, k: int = 5) -> dict[str, Any]:
+        """A JSON-ready summary (for the CLI's --json)."""
+        return {
+            "pred": self.names[self.pred], "confidence": round(self.confidence, 6),
+            "target": self.names[self.target], "layer": self.layer, "method": self.method,
+            "topk": [{"class": n, "prob": round(p, 6)} for n, p in self.topk(k)],
+            "size": [int(self.cam.shape[1]), int(self.cam.shape[0])], "seconds": round(self.seconds, 4),
+        }
+
+
+def layer_names(model: nn.Module, info: Any) -> list[str]:
+    return [layer.name for layer in feature_layers(model, int(field_of(info, "img_size")))]
+
+
+def explain(
+    model: nn.Module,
+    info: Any,
+    image: Image.Image,
+    method: str = "gradcam",
+    layer: str | None = None,
+    target: int | str | None = None,
+    names: list[str] | None = None,
+    cam_size: tuple[int, int] | None = None,
+) -> Explanation:
+    """Predict `image` and explain `target` (default: the predicted class) with `method`.
+
+    The CAM comes back at the photo's size, or at `cam_size` (width, height) when the caller
+    only shows a smaller copy (a 10000 x 8000 photo's map alone would take 320 MB).
+    `names` (the model's feature-map layers) may be passed in to skip re-listing them.
+    """
+    start = time.perf_counter()
+    names_of_layers = names if names is not None else layer_names(model, info)
+    layer = resolve_layer(model, layer, names_of_layers)
+    wanted = class_index(info, target)
+    x = model_input([image], info).to(_device(model))
+    cams, probs = compute_cams(model, x, layer, method, None if wanted is None else [wanted])
+    pred = int(probs[0].argmax())
+    width, height = image.size
+    notes: list[tuple[str, dict[str, Any]]] = []
+    if min(width, height) < TINY_SIDE:
+        notes.append(("explain.note_tiny", {"width": width, "height": height}))
+    return Explanation(
+        probs=probs[0], names=class_names(info), pred=pred, target=pred if wanted is None else wanted,
+        layer=layer, method=method, cam=to_size(cams[0], *(cam_size or (width, height))),
+        seconds=time.perf_counter() - start, notes=notes,
+    )
+
+
+def _device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")

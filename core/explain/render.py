@@ -1,0 +1,119 @@
+"""Pictures from maps: heatmaps, overlays, the difference of two heatmaps, filters, feature maps.
+
+Everything returns uint8 RGB arrays (H, W, 3) that Streamlit, PIL and OpenCV all take. CAMs are
+computed on the model's square input and stretched back here to the photo's own width and
+height, so the overlay lines up with the photo instead of a squashed copy of it.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torchvision.utils import make_grid
+
+DISPLAY_MAX_SIDE = 768
+
+
+def to_size(cam: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A [0, 1] map resized (bilinear) to width x height, still float32 in [0, 1]."""
+    resized = cv2.resize(np.ascontiguousarray(cam, dtype=np.float32), (int(width), int(height)),
+                         interpolation=cv2.INTER_LINEAR)
+    return np.clip(resized, 0.0, 1.0)
+
+
+def display_copy(image: Image.Image, max_side: int = DISPLAY_MAX_SIDE) -> Image.Image:
+    """A copy no larger than `max_side` on its long side, same aspect ratio (for the screen)."""
+    copy = image.copy()
+    copy.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return copy
+
+
+def colorize(cam: np.ndarray, colormap: int = cv2.COLORMAP_JET) -> np.ndarray:
+    """The map in a standard colormap (jet: blue = ignored, red = looked at)."""
+    heat = cv2.applyColorMap(np.uint8(np.round(255 * np.clip(cam, 0, 1))), colormap)
+    return cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+
+
+def overlay(image: Image.Image | np.ndarray, cam: np.ndarray, opacity: float = 0.5) -> np.ndarray:
+    """The heatmap blended over the photo; `opacity` 0 shows the photo, 1 the heatmap."""
+    rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.uint8)
+    height, width = rgb.shape[:2]
+    if cam.shape != (height, width):
+        cam = to_size(cam, width, height)
+    alpha = float(np.clip(opacity, 0.0, 1.0))
+    return cv2.addWeighted(colorize(cam), alpha, rgb, 1.0 - alpha, 0.0)
+
+
+def difference(cam_a: np.ndarray, cam_b: np.ndarray) -> tuple[np.ndarray, float]:
+    """Where two heatmaps disagree: red where A looks more, blue where B does, white alike.
+
+    Returns the picture and the mean absolute difference (0 = same map, 1 = opposite).
+    """
+    if cam_a.shape != cam_b.shape:
+        cam_b = to_size(cam_b, cam_a.shape[1], cam_a.shape[0])
+    d = np.clip(cam_a.astype(np.float32) - cam_b.astype(np.float32), -1.0, 1.0)
+    # A blue-white-red diverging map: each channel fades with the other side's excess.
+    red = 1.0 - np.maximum(-d, 0.0)
+    blue = 1.0 - np.maximum(d, 0.0)
+    green = 1.0 - np.abs(d)
+    picture = np.uint8(np.round(255 * np.stack([red, green, blue], axis=-1)))
+    return picture, float(np.abs(d).mean())
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d | None:
+    return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def filters_grid(model: nn.Module, tile: int = 32, limit: int = 64) -> np.ndarray:
+    """The first conv layer's filters as an image grid, as the course shows them.
+
+    Filters seeing RGB are drawn in colour; others as the mean over input channels. Each is
+    stretched to its own min..max and enlarged (nearest) so a 3x3 kernel is visible.
+    """
+    conv = first_conv(model)
+    if conv is None:
+        return np.zeros((tile, tile, 3), np.uint8)
+    w = conv.weight.detach().float().cpu()[:limit]
+    if w.shape[1] != 3:
+        w = w.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    low = w.amin((1, 2, 3), keepdim=True)
+    high = w.amax((1, 2, 3), keepdim=True)
+    w = (w - low) / (high - low).clamp_min(1e-8)
+    w = torch.nn.functional.interpolate(w, size=(tile, tile), mode="nearest")
+    return _grid(w)
+
+
+def feature_maps(model: nn.Module, inputs: torch.Tensor, layer: str) -> torch.Tensor:
+    """The output of `layer` for one model-ready image [1,3,S,S]: a [C,h,w] tensor."""
+    captured: list[torch.Tensor] = []
+    handle = model.get_submodule(layer).register_forward_hook(
+        lambda _m, _i, out: captured.append(out.detach()))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(inputs)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return captured[0][0].float().cpu()
+
+
+def feature_maps_grid(maps: torch.Tensor, limit: int = 32, tile: int = 64,
+                      colormap: int = cv2.COLORMAP_VIRIDIS) -> np.ndarray:
+    """The first `limit` feature maps, each stretched to its own range, as a coloured grid."""
+    maps = maps[:limit].unsqueeze(1)
+    low = maps.amin((2, 3), keepdim=True)
+    high = maps.amax((2, 3), keepdim=True)
+    maps = (maps - low) / (high - low).clamp_min(1e-8)
+    maps = torch.nn.functional.interpolate(maps, size=(tile, tile), mode="nearest")
+    gray = _grid(maps.expand(-1, 3, -1, -1))[..., 0]
+    return cv2.cvtColor(cv2.applyColorMap(gray, colormap), cv2.COLOR_BGR2RGB)
+
+
+def _grid(tiles: torch.Tensor) -> np.ndarray:
+    nrow = max(1, int(np.ceil(np.sqrt(tiles.shape[0]))))
+    grid = make_grid(tiles, nrow=nrow, padding=2, pad_value=1.0)
+    return np.uint8(np.round(255 * grid.clamp(0, 1).permute(1, 2, 0).numpy()))
