@@ -1,6 +1,201 @@
+"""Data: choose a dataset (folder, zip or demo), check its health, split it, preview augmentation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
 
 import ui
+from core import charts
+from core.data.augment import AUGMENT_PRESETS, augment_preview
+from core.data.cache import decode_resized
+from core.data.demo import make_demo
+from core.data.files import folder_signature
+from core.data.images import open_image
+from core.data.scan import HealthReport, sample_paths, scan
+from core.data.split import INFO_FILE, SPLITS, counts, plan_split, split_dataset
+from core.data.zipimport import import_zip
+from core.errors import UserError
+
+ws = ui.workspace()
+demo_dir = ws.datasets / "demo"
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_scan(folder: str, signature: str) -> HealthReport:
+    """Re-scan only when the folder changed (its signature is part of the cache key)."""
+    return scan(folder)
+
+
+def choose(folder: Path) -> None:
+    """Select `folder` on the next run (the text field's value cannot change once it is drawn)."""
+    st.session_state.data_folder_next = str(folder)
+
 
 st.title(ui.t("nav.data"))
-ui.coming("page.data.what")
+st.caption(ui.t("data.page.intro"))
+
+# --- 1. Where the images come from --------------------------------------------------------
+if "data_folder_next" in st.session_state:
+    st.session_state.data_folder_input = st.session_state.pop("data_folder_next")
+elif "data_folder_input" not in st.session_state:
+    st.session_state.data_folder_input = str(demo_dir) if demo_dir.is_dir() else ""
+tab_folder, tab_zip, tab_demo = st.tabs([ui.t("data.page.tab_folder"), ui.t("data.page.tab_zip"), ui.t("data.page.tab_demo")])
+with tab_folder:
+    st.text_input(ui.t("data.page.folder"), key="data_folder_input", help=ui.t("data.page.folder_help"))
+with tab_zip:
+    upload = st.file_uploader(ui.t("data.page.zip"), type=["zip"], help=ui.t("data.page.zip_help"))
+    if upload is not None and st.button(ui.t("data.page.zip_import")):
+        with ui.user_errors(), st.spinner(ui.t("data.page.working")):
+            choose(import_zip(upload, ws.datasets, name=upload.name))
+            st.rerun()
+with tab_demo:
+    st.write(ui.t("data.page.demo_what"))
+    if st.button(ui.t("data.page.demo_button"), key="make_demo"):
+        with ui.user_errors(), st.spinner(ui.t("data.page.working")):
+            if not demo_dir.is_dir():
+                make_demo(demo_dir)
+            choose(demo_dir)
+            st.rerun()
+
+folder = st.session_state.data_folder_input.strip()
+if not folder:
+    st.info(ui.t("data.page.pick"))
+    st.stop()
+try:
+    report = cached_scan(str(Path(folder).expanduser()), folder_signature(Path(folder).expanduser()))
+except UserError as err:
+    ui.show_error(err)
+    st.stop()
+
+# --- 2. Health report ---------------------------------------------------------------------
+st.header(ui.t("data.page.health"))
+st.caption(ui.t("data.page.root", root=report.root))
+cols = st.columns(4)
+cols[0].metric(ui.t("data.page.classes"), len(report.classes))
+cols[1].metric(ui.t("data.page.images"), report.total_images)
+cols[2].metric(ui.t("data.page.problems"), len(report.problems))
+cols[3].metric(ui.t("data.page.duplicates"), len(report.duplicates))
+listed = report.listed()
+table = pd.DataFrame({
+    ui.t("data.page.col_class"): [c.name for c in listed],
+    ui.t("data.page.col_display"): [c.display for c in listed],
+    ui.t("data.page.col_images"): [c.images for c in listed],
+    ui.t("data.page.col_problems"): [c.problems for c in listed],
+})
+left, right = st.columns([2, 3])
+left.dataframe(table, hide_index=True)
+right.plotly_chart(
+    charts.class_balance([c.display for c in listed], [c.images for c in listed],
+                         ui.t("data.page.balance"), ui.t("data.page.col_images")),
+    )
+if report.sizes:
+    w, h = report.sizes["width"], report.sizes["height"]
+    st.caption(ui.t("data.page.sizes", wmin=w["min"], wmed=w["median"], wmax=w["max"],
+                    hmin=h["min"], hmed=h["median"], hmax=h["max"],
+                    formats=", ".join(f"{k} {v}" for k, v in sorted(report.formats.items()))))
+empty = [c.name for c in report.classes if c.images == 0]
+if empty:
+    st.warning(ui.t("data.page.empty_classes", names=", ".join(empty)))
+
+
+def issue_table(issues: list) -> pd.DataFrame:
+    return pd.DataFrame({
+        ui.t("data.page.col_file"): [i.path for i in issues],
+        ui.t("data.page.col_reason"): [ui.t("data.reason." + i.kind) + (f" ({i.detail})" if i.detail else "") for i in issues],
+    })
+
+
+if report.problems:
+    with st.expander(ui.t("data.page.problem_list", n=len(report.problems)), expanded=True):
+        st.dataframe(issue_table(report.problems), hide_index=True)
+if report.notes:
+    with st.expander(ui.t("data.page.note_list", n=len(report.notes))):
+        st.dataframe(issue_table(report.notes), hide_index=True)
+if report.duplicates:
+    with st.expander(ui.t("data.page.duplicate_list", n=len(report.duplicates))):
+        for group in report.duplicates:
+            st.text(" = ".join(group))
+if not (report.problems or report.notes or report.duplicates):
+    st.success(ui.t("data.page.all_good"))
+
+# --- 3. Samples ---------------------------------------------------------------------------
+st.header(ui.t("data.page.samples"))
+names = [c.name for c in listed if c.images]
+shown = st.multiselect(ui.t("data.page.sample_classes"), names, default=names[:5],
+                       format_func=lambda n: next(c.display for c in listed if c.name == n))
+samples = sample_paths(report, per_class=6)
+for name in shown:
+    st.caption(next(c.display for c in listed if c.name == name))
+    for col, path in zip(st.columns(6), samples[name]):
+        img = open_image(path)
+        img.thumbnail((160, 160))
+        col.image(img, width="stretch")
+
+# --- 4. Split -----------------------------------------------------------------------------
+st.header(ui.t("data.page.split"))
+c1, c2, c3 = st.columns(3)
+val_pct = c1.slider(ui.t("data.page.val"), 0, 45, 20, 5, format="%d%%")
+test_pct = c2.slider(ui.t("data.page.test"), 0, 45, 20, 5, format="%d%%")
+seed = c3.number_input(ui.t("data.page.seed"), 0, 2**31 - 1, 42, 1)
+out = ws.splits / report.root.name
+out_text = st.text_input(ui.t("data.page.split_out"), value=str(out), help=ui.t("data.page.split_out_help"))
+out = Path(out_text).expanduser()
+with ui.user_errors():
+    plan = plan_split(report, val_pct / 100, test_pct / 100, int(seed))
+    preview = pd.DataFrame(counts(plan, report.class_names)).T[list(SPLITS)]
+    preview.index = [dict(zip(report.class_names, report.display_names))[n] for n in preview.index]
+    preview.columns = [ui.t("data.split." + s) for s in SPLITS]
+    preview.loc[ui.t("data.cli.total")] = preview.sum()
+    st.dataframe(preview)
+    for name, have in plan["too_small"]:
+        st.warning(ui.t("data.page.too_small", name=name, count=have, needed=plan["needed"]))
+    if plan["skipped"]:
+        st.caption(ui.t("data.page.skipped", n=len(plan["skipped"])))
+
+
+def do_split(force: bool) -> None:
+    with ui.user_errors(), st.spinner(ui.t("data.page.working")):
+        info = split_dataset(report.root, out, val_pct / 100, test_pct / 100, int(seed), force=force, report=report)
+        ws.remember(current_split=str(out.resolve()))
+        st.session_state.data_split_done = (str(out.resolve()), info["mode"])
+        st.session_state.pop("data_confirm_replace", None)
+
+
+exists = (out / INFO_FILE).is_file()
+if st.session_state.get("data_confirm_replace") == str(out):
+    st.warning(ui.t("data.page.replace_ask", out=out))
+    yes, no = st.columns(2)
+    if yes.button(ui.t("data.page.replace_yes"), type="primary"):
+        do_split(force=True)
+        st.rerun()
+    if no.button(ui.t("data.page.replace_no")):
+        st.session_state.pop("data_confirm_replace")
+        st.rerun()
+elif st.button(ui.t("data.page.split_button"), type="primary", key="split_button"):
+    if exists:
+        st.session_state.data_confirm_replace = str(out)
+        st.rerun()
+    do_split(force=False)
+done = st.session_state.get("data_split_done")
+if done:
+    st.success(ui.t("data.page.split_done", out=done[0], mode=done[1]))
+
+# --- 5. Augmentation preview --------------------------------------------------------------
+st.header(ui.t("data.page.augment"))
+a1, a2, a3 = st.columns([2, 1, 1])
+preset = a1.selectbox(ui.t("data.page.preset"), AUGMENT_PRESETS, index=AUGMENT_PRESETS.index("seed"),
+                      format_func=lambda p: ui.t("data.preset." + p))
+size = a2.selectbox(ui.t("data.page.img_size"), (32, 64, 96, 128, 224), index=2)
+if a3.button(ui.t("data.page.reroll")):
+    st.session_state.data_aug_seed = st.session_state.get("data_aug_seed", 0) + 1
+roll = st.session_state.get("data_aug_seed", 0)
+if names:
+    first = sample_paths(report, per_class=1, seed=roll)
+    source = first[names[roll % len(names)]][0]
+    original = decode_resized(source, size)
+    cols = st.columns(9)
+    cols[0].image(original.permute(1, 2, 0).numpy(), caption=ui.t("data.page.original"), width="stretch")
+    for col, img in zip(cols[1:], augment_preview(original, preset, 8, seed=roll)):
+        col.image(img, width="stretch")

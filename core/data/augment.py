@@ -133,3 +133,13 @@ def dataset_mean_std(images: "ImageSet", chunk: int = 512) -> tuple[tuple[float,
         std = (total_sq / max(count, 1) - mean**2).clamp_min(1e-12).sqrt()
         images.mean_std = (tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist()))
     return images.mean_std
+
+
+def augment_preview(image_u8: torch.Tensor, preset: str, n: int = 8, seed: int = 0) -> list:
+    """`n` augmented versions of one uint8 image [3,S,S] as HWC uint8 arrays (for display).
+
+    The same seed gives the same versions, so "re-roll" means "next seed".
+    """
+    batch = image_u8.unsqueeze(0).expand(n, -1, -1, -1)
+    out = augment(batch, preset, torch.Generator().manual_seed(seed))
+    return [a for a in (out * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()]

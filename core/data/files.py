@@ -43,3 +43,18 @@ def class_files(folder: Path) -> list[Path]:
 def class_images(folder: Path) -> list[Path]:
     """The files of a class folder with an image extension."""
     return [p for p in class_files(folder) if is_image_name(p.name)]
+
+
+def folder_signature(root: str | Path) -> str:
+    """A cheap fingerprint that changes when files are added, removed or renamed in the class folders.
+
+    Directory mtimes change on every such edit, so the page can re-scan only when needed.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return "missing"
+    stamps = [f"{root.stat().st_mtime_ns}"]
+    for entry in sorted(root.iterdir()):
+        if entry.is_dir():
+            stamps.append(f"{entry.name}:{entry.stat().st_mtime_ns}")
+    return "|".join(stamps)

@@ -226,3 +226,15 @@ def scan(path: str | Path, workers: int = 4) -> HealthReport:
         if values:
             sizes[axis] = {"min": min(values), "median": int(statistics.median(values)), "max": max(values)}
     return HealthReport(root, classes, images, problems, notes, duplicates, sizes, dict(formats), ignored)
+
+
+def sample_paths(report: HealthReport, per_class: int = 6, seed: int = 0) -> dict[str, list[Path]]:
+    """A few usable images of each class (seeded), for the page's sample grid."""
+    import random
+
+    picked = {}
+    for c in report.listed():
+        files = report.images[c.name]
+        chosen = random.Random(f"{seed}/{c.name}").sample(files, min(per_class, len(files)))
+        picked[c.name] = [report.root / rel for rel in sorted(chosen)]
+    return picked
