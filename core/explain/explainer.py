@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
 from torch import nn
 
 from core.data.augment import normalize, to_float
+from core.data.cache import decode_resized
 from core.errors import UserError
 from core.explain.cam import compute_cams
 from core.explain.layers import feature_layers, resolve_layer
@@ -40,15 +40,17 @@ def class_names(info: Any) -> list[str]:
 
 
 def model_input(images: list[Image.Image], info: Any) -> torch.Tensor:
-    """Model-ready batch [B,3,S,S], exactly as training's eval path prepares a cached image:
-    resize to S x S, scale to [0, 1], normalise with the run's mean and std."""
+    """Model-ready batch [B,3,S,S], prepared exactly as training's eval path prepares a photo
+    (the data cache's resize, scaled to [0, 1], normalised with the run's mean and std)."""
     size = int(field_of(info, "img_size"))
-    batch = torch.stack([
-        TF.resize(TF.pil_to_tensor(img.convert("RGB")), [size, size], antialias=True) for img in images
-    ])
+    batch = torch.stack([decode_resized(img, size) for img in images])
+    return normalized(batch, info)
+
+
+def normalized(batch_u8: torch.Tensor, info: Any) -> torch.Tensor:
     mean = field_of(info, "mean") or (0.0, 0.0, 0.0)
     std = field_of(info, "std") or (1.0, 1.0, 1.0)
-    return normalize(to_float(batch), tuple(mean), tuple(std))
+    return normalize(to_float(batch_u8), tuple(mean), tuple(std))
 
 
 def class_index(info: Any, target: int | str | None) -> int | None:
@@ -63,6 +65,8 @@ def class_index(info: Any, target: int | str | None) -> int | None:
     for names in (classes, class_names(info)):
         if target in names:
             return names.index(target)
+    if target.isdigit():  # "2" from a command line means class number 2 unless a class is named so
+        return class_index(info, int(target))
     raise UserError("explain.unknown_class", name=target, choices=", ".join(class_names(info)))
 
 

@@ -1,0 +1,40 @@
+"""Finding a run and loading its model for explanations, with user-facing errors.
+
+A run is named by its folder or by its id under the workspace's runs folder. Loading goes
+through `core.load_model` (the training area's loader: eval mode, CPU, from the checkpoint);
+anything it cannot turn into a model — a missing checkpoint, one saved for another network —
+becomes a UserError that names the run, so the page and the CLI show a sentence, not a trace.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from core.errors import UserError
+
+
+def find_run(run: str | Path, runs_dir: str | Path) -> Path:
+    """The run folder for a path or a run id."""
+    path = Path(run).expanduser()
+    for candidate in (path, Path(runs_dir) / str(run)):
+        if candidate.is_dir() and (candidate / "config.json").is_file():
+            return candidate.resolve()
+    raise UserError("explain.run_not_found", run=str(run), runs=str(runs_dir))
+
+
+def load_run_model(run_dir: str | Path) -> tuple[nn.Module, Any]:
+    """`core.load_model(run_dir)`, its failures turned into messages about this run."""
+    import core
+
+    run_dir = Path(run_dir)
+    try:
+        return core.load_model(run_dir)
+    except UserError:
+        raise
+    except FileNotFoundError as err:
+        raise UserError("explain.checkpoint_missing", run=run_dir.name, reason=str(err)) from err
+    except (RuntimeError, KeyError, ValueError, EOFError, OSError) as err:
+        # load_state_dict's size mismatch / missing keys, or an unreadable file.
+        raise UserError("explain.checkpoint_bad", run=run_dir.name, reason=str(err).splitlines()[0][:300]) from err
