@@ -9,13 +9,13 @@ from core.models.backbones import BACKBONES, ResNet18CBAM, pretrained_available,
 from core.models.builder import ATTENTIONS, BLOCK_DEFAULTS, HEAD_DEFAULTS, POOLS, PRESET_SPECS, SpecNet, describe_spec, normalize_spec
 from core.models.freeze import FREEZE_POLICIES, FreezeResult, freeze, stages
 from core.models.store import delete_spec, duplicate_spec, list_specs, load_spec, save_spec
-from core.models.summary import LayerRow, ModelSummary, summarize
+from core.models.summary import LayerRow, ModelSummary, outline, summarize
 from core.models.zoo import PRESETS, build_model, describe_ref, load_ref
 
 __all__ = [
     "ATTENTIONS", "BACKBONES", "BLOCK_DEFAULTS", "CBAM", "ChannelAttention", "FREEZE_POLICIES", "FreezeResult",
     "HEAD_DEFAULTS", "LayerRow", "ModelSummary", "POOLS", "PRESETS", "PRESET_SPECS", "ResNet18CBAM", "SE",
     "SpatialAttention", "SpecNet", "build_model", "delete_spec", "describe_ref", "describe_spec", "duplicate_spec",
-    "freeze", "list_specs", "load_ref", "load_spec", "normalize_spec", "pretrained_available", "save_spec",
+    "freeze", "list_specs", "load_ref", "load_spec", "normalize_spec", "outline", "pretrained_available", "save_spec",
     "stages", "summarize", "weights_cache_path",
 ]

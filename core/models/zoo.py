@@ -4,8 +4,9 @@ A reference is one of
     {"preset": "simple_cnn" | "cbam_cnn" | "resnet18_cbam"}
     {"backbone": "resnet18", "pretrained": false, "weights_path": null}
     {"spec": {"blocks": [...], "head": {...}}}
-optionally with a "name"; `resnet18_cbam` also takes "pretrained" / "weights_path" (for its
-ResNet18 part). Keeping the reference as data lets runs, saved specs and the CLI share it.
+optionally with a "name" and a suggested "freeze" policy (applied by training through
+`core.models.freeze`, not by `build_model`); `resnet18_cbam` also takes "pretrained" /
+"weights_path" (for its ResNet18 part). Keeping the reference as data lets runs, saved specs and the CLI share it.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from core.models.builder import PRESET_SPECS, SpecNet
 
 PRESETS = ("simple_cnn", "cbam_cnn", "resnet18_cbam")
 MIN_IMG_SIZE, MAX_IMG_SIZE = 8, 1024
-REF_KEYS = {"name", "preset", "backbone", "spec", "pretrained", "weights_path"}
+REF_KEYS = {"name", "preset", "backbone", "spec", "pretrained", "weights_path", "freeze"}
 
 
 def _check_ref(ref: Any) -> str:
@@ -38,6 +39,10 @@ def _check_ref(ref: Any) -> str:
         raise UserError("models.unknown_preset", name=ref["preset"], choices=", ".join(PRESETS))
     if kind == "backbone" and ref["backbone"] not in BACKBONES:
         raise UserError("models.unknown_backbone", name=ref["backbone"], choices=", ".join(BACKBONES))
+    if "freeze" in ref:
+        from core.models.freeze import parse_policy
+
+        parse_policy(ref["freeze"])
     return kind
 
 
