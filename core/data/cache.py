@@ -137,14 +137,14 @@ def load_images(
 
     key = cache_key(paths, folder, img_size)
     if cache_dir is not None:
-        images.cache_file = Path(cache_dir) / f"images-{key}.pt"
+        images.cache_file = Path(cache_dir) / f"images-{key}.npy"
         if images.cache_file.is_file():
-            try:
-                data = torch.load(images.cache_file, weights_only=True)
+            try:  # plain .npy without pickle: nothing in a cache file can run code
+                data = torch.from_numpy(np.load(images.cache_file, allow_pickle=False))
                 if tuple(data.shape) == (len(paths), 3, img_size, img_size) and data.dtype == torch.uint8:
                     images._data = data
                     return images
-            except (OSError, RuntimeError, EOFError):
+            except (OSError, ValueError, EOFError):
                 pass  # a damaged cache file is rebuilt below
     images._data = decode_many(paths, img_size)
     if images.cache_file is not None:
@@ -158,7 +158,7 @@ def _save_atomically(data: torch.Tensor, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(data, fh)
+            np.save(fh, data.numpy(), allow_pickle=False)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
