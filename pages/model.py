@@ -74,32 +74,33 @@ def block_editor(i: int, block: dict) -> None:
     """One block's widgets; their values are written back into `block`."""
     k = f"blk_{block['id']}_"
     with st.container(border=True):
-        cols = st.columns([1.1, 1.2, 1, 1, 1.2, 1.2, 1.2, 1, 0.5, 0.5, 0.5])
-        cols[0].markdown(f"**{ui.t('models.page.block', n=i + 1)}**")
-        block["out"] = cols[1].number_input(ui.t("models.page.channels"), 1, 4096, int(block["out"]), key=k + "out")
-        block["kernel"] = cols[2].selectbox(ui.t("models.page.kernel"), KERNELS, KERNELS.index(block["kernel"]) if block["kernel"] in KERNELS else 1, key=k + "kernel")
-        block["stride"] = cols[3].selectbox(ui.t("models.page.stride"), (1, 2), block["stride"] - 1 if block["stride"] in (1, 2) else 0, key=k + "stride")
-        block["act"] = cols[4].selectbox(ui.t("models.page.act"), ACTS, ACTS.index(block["act"]), key=k + "act")
-        block["pool"] = cols[5].selectbox(ui.t("models.page.pool"), models.POOLS, models.POOLS.index(block["pool"]), key=k + "pool",
-                                          format_func=lambda v: ui.t(f"models.page.pool_{v}"))
-        block["attention"] = cols[6].selectbox(ui.t("models.page.attention"), models.ATTENTIONS, models.ATTENTIONS.index(block["attention"]),
-                                               key=k + "attention", format_func=lambda v: ui.t(f"models.page.att_{v}"))
-        block["dropout"] = cols[7].number_input(ui.t("models.page.dropout"), 0.0, 0.9, float(block["dropout"]), 0.05, key=k + "dropout")
-        cols[8].button("↑", key=k + "up", on_click=move_block, args=(i, -1), disabled=i == 0, help=ui.t("models.page.move_up"))
-        cols[9].button("↓", key=k + "down", on_click=move_block, args=(i, 1), disabled=i == len(ss.blocks) - 1, help=ui.t("models.page.move_down"))
-        cols[10].button("✕", key=k + "remove", on_click=remove_block, args=(i,), help=ui.t("models.page.remove"))
-        sub = st.columns([1.1, 1.2, 1, 4.6, 1.5])
-        block["bn"] = sub[1].checkbox(ui.t("models.page.bn"), bool(block["bn"]), key=k + "bn")
+        top = st.columns([1, 1.3, 1, 1, 1.4, 0.5, 0.5, 0.5], vertical_alignment="bottom")
+        top[0].markdown(f"**{ui.t('models.page.block', n=i + 1)}**")
+        block["out"] = top[1].number_input(ui.t("models.page.channels"), 1, 4096, int(block["out"]), key=k + "out")
+        block["kernel"] = top[2].selectbox(ui.t("models.page.kernel"), KERNELS, KERNELS.index(block["kernel"]) if block["kernel"] in KERNELS else 1, key=k + "kernel")
+        block["stride"] = top[3].selectbox(ui.t("models.page.stride"), (1, 2), block["stride"] - 1 if block["stride"] in (1, 2) else 0, key=k + "stride")
+        block["act"] = top[4].selectbox(ui.t("models.page.act"), ACTS, ACTS.index(block["act"]), key=k + "act")
+        top[5].button("↑", key=k + "up", on_click=move_block, args=(i, -1), disabled=i == 0, help=ui.t("models.page.move_up"))
+        top[6].button("↓", key=k + "down", on_click=move_block, args=(i, 1), disabled=i == len(ss.blocks) - 1, help=ui.t("models.page.move_down"))
+        top[7].button("✕", key=k + "remove", on_click=remove_block, args=(i,), help=ui.t("models.page.remove"))
+        low = st.columns([1, 1.3, 1.6, 1, 1, 1, 1], vertical_alignment="bottom")
+        block["pool"] = low[1].selectbox(ui.t("models.page.pool"), models.POOLS, models.POOLS.index(block["pool"]), key=k + "pool",
+                                         format_func=lambda v: ui.t(f"models.page.pool_{v}"))
+        block["attention"] = low[2].selectbox(ui.t("models.page.attention"), models.ATTENTIONS, models.ATTENTIONS.index(block["attention"]),
+                                              key=k + "attention", format_func=lambda v: ui.t(f"models.page.att_{v}"))
+        block["dropout"] = low[3].number_input(ui.t("models.page.dropout"), 0.0, 0.9, float(block["dropout"]), 0.05, key=k + "dropout")
+        block["bn"] = low[4].checkbox(ui.t("models.page.bn"), bool(block["bn"]), key=k + "bn")
         if block["attention"] != "none":
-            block["reduction"] = sub[2].number_input(ui.t("models.page.reduction"), 1, 1024, int(block["reduction"]), key=k + "reduction")
+            block["reduction"] = low[5].number_input(ui.t("models.page.reduction"), 1, 1024, int(block["reduction"]), key=k + "reduction")
         if block["attention"] == "cbam":
-            block["spatial_kernel"] = sub[3].selectbox(ui.t("models.page.spatial_kernel"), (3, 5, 7), (3, 5, 7).index(block["spatial_kernel"]) if block["spatial_kernel"] in (3, 5, 7) else 2, key=k + "sk")
+            sk = (3, 5, 7)
+            block["spatial_kernel"] = low[6].selectbox(ui.t("models.page.spatial_kernel"), sk, sk.index(block["spatial_kernel"]) if block["spatial_kernel"] in sk else 2, key=k + "sk")
 
 
 def builder() -> dict:
     if "blocks" not in ss:
         set_builder(models.PRESET_SPECS["cbam_cnn"])
-    c1, c2, c3, _ = st.columns([1, 1, 1, 3])
+    c1, c2, c3, _ = st.columns([1, 1.4, 1.4, 1])
     c1.button(ui.t("models.page.add_block"), on_click=add_block, icon="➕")
     c2.button(ui.t("models.page.from_simple"), on_click=set_builder, args=(models.PRESET_SPECS["simple_cnn"],))
     c3.button(ui.t("models.page.from_cbam"), on_click=set_builder, args=(models.PRESET_SPECS["cbam_cnn"],))
@@ -179,7 +180,9 @@ def show_summary(ref: dict, img_size: int, classes: int, policy: str) -> None:
     if s["total_params"] > 50_000_000:
         st.warning(ui.t("models.page.big", n=f"{s['total_params'] / 1e6:.0f}"))
     st.code("\n".join(s["outline"]), language=None)
-    table = pd.DataFrame(s["rows"]).rename(columns=lambda c: ui.t(f"models.page.col_{c}"))
+    table = pd.DataFrame(s["rows"])
+    table["output_shape"] = table["output_shape"].map(lambda shape: "×".join(map(str, shape[1:])))
+    table = table.rename(columns=lambda c: ui.t(f"models.page.col_{c}"))
     st.dataframe(table, hide_index=True, width="stretch")
 
 
