@@ -21,3 +21,67 @@ def class_balance(names: list[str], counts: list[int], title: str, count_label: 
         fig.add_hline(y=sum(counts) / len(counts), line_dash="dash", line_color="gray")
     fig.update_yaxes(title=count_label)
     return styled(fig, title)
+
+
+# --- Compare and Explain ----------------------------------------------------------------------
+
+def run_curves(runs: dict[str, list[dict]], metric: str, title: str, train_label: str, val_label: str) -> go.Figure:
+    """One metric ("loss" or "acc") per epoch for several runs: a colour per run, train dashed, val solid."""
+    fig = go.Figure()
+    palette = fig.layout.template.layout.colorway or None
+    colors = list(palette) if palette else ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"]
+    for i, (run, epochs) in enumerate(runs.items()):
+        color = colors[i % len(colors)]
+        x = [e.get("epoch") for e in epochs]
+        for split, dash, label in (("train", "dash", train_label), ("val", "solid", val_label)):
+            y = [e.get(f"{split}_{metric}") for e in epochs]
+            if any(v is not None for v in y):
+                fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"{run} · {label}",
+                                         line=dict(color=color, dash=dash), legendgroup=run))
+    fig.update_xaxes(title="epoch", dtick=1)
+    return styled(fig, title)
+
+
+def confusion_matrix(matrix: list[list[float]], names: list[str], title: str, true_label: str, pred_label: str,
+                     percent: bool = False) -> go.Figure:
+    """A confusion matrix whose cells can be clicked (true class down, predicted across).
+
+    Streamlit's selection events do not fire on heatmaps, so the colours come from a heatmap and
+    the clicks from an invisible square marker on each cell; `customdata` holds (true, pred).
+    """
+    n = len(names)
+    cells = [(i, j) for i in range(n) for j in range(n)]
+    text = [f"{matrix[i][j]:.0%}" if percent else f"{int(matrix[i][j])}" for i, j in cells]
+    fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, colorscale="Blues", showscale=False, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        x=[names[j] for _, j in cells], y=[names[i] for i, _ in cells], mode="markers+text", text=text,
+        customdata=[[i, j] for i, j in cells], textfont=dict(size=11),
+        marker=dict(symbol="square", size=max(10, 300 // max(n, 1)), color="rgba(0,0,0,0)"),
+        hovertemplate=f"{true_label}: %{{y}}<br>{pred_label}: %{{x}}<br>%{{text}}<extra></extra>", showlegend=False,
+    ))
+    fig.update_xaxes(title=pred_label, side="bottom", type="category")
+    fig.update_yaxes(title=true_label, autorange="reversed", type="category", scaleanchor="x")
+    fig = styled(fig, title)
+    fig.update_layout(height=max(320, 40 * n + 120), clickmode="event+select", dragmode=False)
+    return fig
+
+
+def grouped_bars(categories: list[str], series: dict[str, list[float]], title: str, y_label: str) -> go.Figure:
+    """Bars grouped by category, one colour per series (e.g. per-class F1, one bar per run)."""
+    fig = go.Figure([go.Bar(x=categories, y=values, name=name) for name, values in series.items()])
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(title=y_label, range=[0, 1.05])
+    return styled(fig, title)
+
+
+def topk_bars(names: list[str], probs: list[float], title: str, highlight: str | None = None) -> go.Figure:
+    """Top-k class probabilities, best on top; `highlight` (e.g. the true class) in green."""
+    colors = ["#2ca02c" if n == highlight else "#1f77b4" for n in names]
+    fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", marker_color=colors,
+                           text=[f"{p:.1%}" for p in probs], textposition="auto",
+                           hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig = styled(fig, title)
+    fig.update_layout(height=max(200, 36 * len(names) + 80))
+    return fig

@@ -1,0 +1,222 @@
+"""Several runs side by side: curves, a metrics table, confusion matrices, per-class scores,
+the most confused pairs and the misclassified test images.
+
+Everything is computed from what a finished run leaves on disk (`config.json`,
+`metrics.jsonl`, `summary.json`, `predictions.csv` with one row per test image), so the
+Compare page and any script see the same numbers. Confusion matrices and per-class scores are
+recomputed from the predictions with scikit-learn, which also makes them agree by
+construction with the misclassified gallery.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from core.errors import UserError
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def _epochs(path: Path) -> list[dict[str, Any]]:
+    """The epoch records of `metrics.jsonl`; a half-written last line (a live run) is skipped."""
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return records
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("type") == "epoch":
+            records.append(record)
+    return records
+
+
+@dataclass
+class RunView:
+    """What the Compare page needs from one run folder."""
+
+    path: Path
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    epochs: list[dict[str, Any]]
+    predictions: pd.DataFrame  # path, true, pred (class indices), confidence, loss, file (absolute)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def model_label(self) -> str:
+        from core.models import describe_ref
+
+        return describe_ref(self.config.get("model", {}))
+
+    @property
+    def label(self) -> str:
+        return f"{self.run_id} · {self.model_label}"
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.config.get("classes") or [])
+
+    @property
+    def names(self) -> list[str]:
+        shown = list(self.config.get("display_names") or [])
+        return shown if len(shown) == len(self.classes) else self.classes
+
+    @property
+    def dataset(self) -> str:
+        return str(self.config.get("data", ""))
+
+
+def run_folders(runs_dir: str | Path) -> list[Path]:
+    """Run folders, newest first (by the time their config was written)."""
+    folders = [p for p in Path(runs_dir).glob("*") if (p / "config.json").is_file()]
+    return sorted(folders, key=lambda p: ((p / "config.json").stat().st_mtime, p.name), reverse=True)
+
+
+def run_status(run_dir: Path) -> str:
+    return str(_json(run_dir / "summary.json").get("status", "running"))
+
+
+def comparable_runs(runs_dir: str | Path) -> list[Path]:
+    """Finished runs that have test predictions: the ones a comparison can show, newest first."""
+    return [p for p in run_folders(runs_dir) if run_status(p) == "finished" and (p / "predictions.csv").is_file()]
+
+
+def default_selection(runs: list[Path]) -> list[Path]:
+    """The newest two runs trained on the same dataset (or the newest two, or what there is)."""
+    for i, newest in enumerate(runs):
+        data = _json(newest / "config.json").get("data")
+        same = [p for p in runs[i:] if _json(p / "config.json").get("data") == data]
+        if len(same) >= 2:
+            return same[:2]
+    return runs[:2]
+
+
+def load_view(run_dir: str | Path) -> RunView:
+    run_dir = Path(run_dir)
+    config = _json(run_dir / "config.json")
+    if not config:
+        raise UserError("compare.run_unreadable", run=run_dir.name)
+    classes = list(config.get("classes") or [])
+    return RunView(
+        path=run_dir, config=config, summary=_json(run_dir / "summary.json"),
+        epochs=_epochs(run_dir / "metrics.jsonl"),
+        predictions=read_predictions(run_dir / "predictions.csv", classes, Path(str(config.get("data", "")))),
+        evaluation=_json(run_dir / "eval_test.json"),
+    )
+
+
+def read_predictions(path: Path, classes: list[str], split_dir: Path) -> pd.DataFrame:
+    """`predictions.csv` with classes as indices (the file may hold names or numbers) and each
+    image's absolute path (`file`), for the gallery."""
+    columns = ["path", "true", "pred", "confidence", "loss", "file"]
+    if not path.is_file():
+        return pd.DataFrame(columns=columns)
+    try:
+        frame = pd.read_csv(path, dtype={"path": str, "true": str, "pred": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        raise UserError("compare.predictions_unreadable", path=str(path)) from None
+    index = {name: i for i, name in enumerate(classes)}
+
+    def to_index(value: str) -> int:
+        if value in index:
+            return index[value]
+        if str(value).lstrip("-").isdigit() and 0 <= int(value) < len(classes):
+            return int(value)
+        raise UserError("compare.predictions_unreadable", path=str(path))
+
+    frame["true"] = frame["true"].map(to_index).astype(int)
+    frame["pred"] = frame["pred"].map(to_index).astype(int)
+    frame["file"] = [_image_file(p, split_dir) for p in frame["path"]]
+    return frame
+
+
+def _image_file(path: str, split_dir: Path) -> str:
+    p = Path(path)
+    if p.is_absolute():
+        return str(p)
+    for base in (split_dir / "test", split_dir):
+        if (base / p).exists():
+            return str(base / p)
+    return str(split_dir / "test" / p)
+
+
+def metrics_table(views: list[RunView]) -> pd.DataFrame:
+    """One row per run: the figures a learner compares (raw numbers; the page formats them)."""
+    rows = []
+    for v in views:
+        s = v.summary
+        rows.append({
+            "run": v.run_id, "model": v.model_label, "params": s.get("params"), "flops": s.get("flops"),
+            "best_val_acc": s.get("best_val_acc"), "test_acc": s.get("test_acc"), "test_top5": s.get("test_top5"),
+            "epochs": len(v.epochs), "seconds": s.get("seconds"), "img_per_s": s.get("img_per_s"),
+        })
+    return pd.DataFrame(rows)
+
+
+def confusion(view: RunView, normalise: bool = False) -> np.ndarray:
+    """Counts (true class down, predicted across), or each row divided by its total."""
+    n = len(view.classes)
+    p = view.predictions
+    matrix = confusion_matrix(p["true"], p["pred"], labels=list(range(n))) if len(p) else np.zeros((n, n), int)
+    if normalise:
+        totals = matrix.sum(1, keepdims=True)
+        return np.divide(matrix, totals, out=np.zeros(matrix.shape, float), where=totals > 0)
+    return matrix
+
+
+def per_class_scores(view: RunView) -> pd.DataFrame:
+    n = len(view.classes)
+    p = view.predictions
+    if not len(p):
+        return pd.DataFrame({"class": view.names, "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0})
+    precision, recall, f1, support = precision_recall_fscore_support(
+        p["true"], p["pred"], labels=list(range(n)), zero_division=0)
+    return pd.DataFrame({"class": view.names, "precision": precision, "recall": recall, "f1": f1, "support": support})
+
+
+def most_confused(view: RunView, top: int = 10) -> pd.DataFrame:
+    """The off-diagonal cells with the most images: which class is taken for which."""
+    matrix = confusion(view)
+    totals = matrix.sum(1)
+    rows = [(i, j, int(matrix[i, j]), matrix[i, j] / totals[i]) for i in range(len(matrix))
+            for j in range(len(matrix)) if i != j and matrix[i, j] > 0]
+    rows.sort(key=lambda r: (-r[2], -r[3]))
+    return pd.DataFrame(
+        [{"true": view.names[i], "pred": view.names[j], "count": c, "share": s, "true_index": i, "pred_index": j}
+         for i, j, c, s in rows[:top]],
+        columns=["true", "pred", "count", "share", "true_index", "pred_index"])
+
+
+def misclassified(view: RunView, true: int | None = None, pred: int | None = None) -> pd.DataFrame:
+    """Wrong test predictions, most confident mistakes first; optionally one (true, pred) cell."""
+    p = view.predictions
+    wrong = p[p["true"] != p["pred"]]
+    if true is not None:
+        wrong = wrong[wrong["true"] == true]
+    if pred is not None:
+        wrong = wrong[wrong["pred"] == pred]
+    return wrong.sort_values("confidence", ascending=False)
+
+
+def prediction_sample(view: RunView, count: int = 16, seed: int = 0) -> pd.DataFrame:
+    """A fixed random batch of test predictions, as the course's prediction grid shows them."""
+    p = view.predictions
+    return p.sample(n=min(count, len(p)), random_state=seed) if len(p) else p
