@@ -123,11 +123,11 @@ if not (report.problems or report.notes or report.duplicates):
 # --- 3. Samples ---------------------------------------------------------------------------
 st.header(ui.t("data.page.samples"))
 names = [c.name for c in listed if c.images]
-shown = st.multiselect(ui.t("data.page.sample_classes"), names, default=names[:5],
-                       format_func=lambda n: next(c.display for c in listed if c.name == n))
+display_of = {c.name: c.display for c in listed}
+shown = st.multiselect(ui.t("data.page.sample_classes"), names, default=names[:5], format_func=display_of.__getitem__)
 samples = sample_paths(report, per_class=6)
 for name in shown:
-    st.caption(next(c.display for c in listed if c.name == name))
+    st.caption(display_of[name])
     for col, path in zip(st.columns(6), samples[name]):
         img = open_image(path)
         img.thumbnail((160, 160))
@@ -145,7 +145,7 @@ out = Path(out_text).expanduser()
 with ui.user_errors():
     plan = plan_split(report, val_pct / 100, test_pct / 100, int(seed))
     preview = pd.DataFrame(counts(plan, report.class_names)).T[list(SPLITS)]
-    preview.index = [dict(zip(report.class_names, report.display_names))[n] for n in preview.index]
+    preview.index = [display_of[n] for n in preview.index]
     preview.columns = [ui.t("data.split." + s) for s in SPLITS]
     preview.loc[ui.t("data.cli.total")] = preview.sum()
     st.dataframe(preview)
@@ -185,8 +185,9 @@ if done:
 # --- 5. Augmentation preview --------------------------------------------------------------
 st.header(ui.t("data.page.augment"))
 a1, a2, a3 = st.columns([2, 1, 1])
+preset_labels = {p: ui.t("data.preset." + p) for p in AUGMENT_PRESETS}
 preset = a1.selectbox(ui.t("data.page.preset"), AUGMENT_PRESETS, index=AUGMENT_PRESETS.index("seed"),
-                      format_func=lambda p: ui.t("data.preset." + p))
+                      format_func=preset_labels.__getitem__)
 size = a2.selectbox(ui.t("data.page.img_size"), (32, 64, 96, 128, 224), index=2)
 if a3.button(ui.t("data.page.reroll")):
     st.session_state.data_aug_seed = st.session_state.get("data_aug_seed", 0) + 1

@@ -1,0 +1,88 @@
+"""The Data page as a user drives it: demo set -> health report -> split -> augmentation preview."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from core import i18n
+from core.data.split import read_split_info
+from tests.conftest import ROOT
+from tests.unit.test_data_scan import make_bad_folder
+
+
+def open_data_page(lang: str = "en") -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["lang"] = lang
+    at.run()
+    return at.switch_page("pages/data.py").run()
+
+
+def button(at: AppTest, key: str, lang: str = "en"):
+    label = i18n.t(key, lang)
+    return next(b for b in at.button if b.label == label)
+
+
+def metric(at: AppTest, key: str) -> str:
+    return next(m.value for m in at.metric if m.label == i18n.t(key, "en"))
+
+
+def image_urls(at: AppTest) -> list[str]:
+    return [img.url for el in at.get("image") for img in el.proto.imgs]
+
+
+def test_create_the_demo_set_and_split_it_from_the_page(workspace):
+    at = open_data_page()
+    assert not at.exception
+    at.button(key="make_demo").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    demo = workspace.datasets / "demo"
+    assert at.text_input[0].value == str(demo) and (demo / "annotations.csv").is_file()
+    assert metric(at, "data.page.images") == "1000" and metric(at, "data.page.problems") == "0"
+    assert len(at.get("plotly_chart")) == 1 and len(image_urls(at)) == 5 * 6 + 9
+
+    at.button(key="split_button").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    out = workspace.splits / "demo"
+    assert read_split_info(out)["counts"]["circle"] == {"train": 120, "val": 40, "test": 40}
+    assert (out / "test" / "annotations.csv").is_file()
+    assert workspace.state()["current_split"] == str(out)
+    assert any(str(out) in s.value for s in at.success)
+
+    # Splitting again asks first, and only replaces after "Replace it".
+    at.slider[0].set_value(10).run()
+    at.button(key="split_button").click().run()
+    assert any(str(out) in w.value for w in at.warning)
+    assert read_split_info(out)["ratios"]["val"] == 0.2
+    button(at, "data.page.replace_yes").click().run()
+    assert not at.exception
+    assert read_split_info(out)["ratios"]["val"] == 0.1
+
+
+def test_a_bad_folder_gets_messages_not_tracebacks(workspace, tmp_path):
+    at = open_data_page("zh")
+    at.text_input[0].set_value(str(tmp_path / "nowhere")).run()
+    assert not at.exception and any("nowhere" in e.value for e in at.error)
+    bad = make_bad_folder(tmp_path / "bad")
+    at.text_input[0].set_value(str(bad)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    tables = [df.value for df in at.dataframe]
+    assert any("cat/bomb.png" in t.to_string() for t in tables)  # the problem list
+    assert any("empty" in w.value for w in at.warning)  # too small for a split
+    at.button(key="split_button").click().run()
+    assert not at.exception and any("empty" in e.value for e in at.error)
+
+
+def test_real_photo_folder_checked_split_and_previewed(workspace, clothing: Path):
+    at = open_data_page()
+    at.text_input[0].set_value(str(clothing)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert metric(at, "data.page.classes") == "5" and metric(at, "data.page.images") == "400"
+    at.button(key="split_button").click().run()
+    out = workspace.splits / "clothing-mini"
+    assert sum(c["test"] for c in read_split_info(out)["counts"].values()) == 80
+    before = image_urls(at)[-8:]
+    next(s for s in at.selectbox if s.label == i18n.t("data.page.preset", "en")).set_value("strong").run()
+    button(at, "data.page.reroll").click().run()
+    assert not at.exception
+    assert len(image_urls(at)) == 5 * 6 + 9 and image_urls(at)[-8:] != before
