@@ -127,8 +127,9 @@ def feature_sizes(spec: dict[str, Any], img_size: int) -> list[int]:
 
 
 def _activation(name: str) -> nn.Module | None:
+    # Not in-place: Grad-CAM hooks keep a block's intermediate outputs, which must stay intact.
     cls = ACTIVATIONS[name]
-    return None if cls is None else cls(inplace=True) if cls in (nn.ReLU, nn.LeakyReLU, nn.SiLU) else cls()
+    return None if cls is None else cls()
 
 
 def conv_block(in_ch: int, b: dict[str, Any]) -> nn.Sequential:
