@@ -21,7 +21,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from core.errors import UserError
 
 
-def _json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
@@ -91,7 +91,7 @@ def run_folders(runs_dir: str | Path) -> list[Path]:
 
 
 def run_status(run_dir: Path) -> str:
-    return str(_json(run_dir / "summary.json").get("status", "running"))
+    return str(read_json(run_dir / "summary.json").get("status", "running"))
 
 
 def comparable_runs(runs_dir: str | Path) -> list[Path]:
@@ -102,8 +102,8 @@ def comparable_runs(runs_dir: str | Path) -> list[Path]:
 def default_selection(runs: list[Path]) -> list[Path]:
     """The newest two runs trained on the same dataset (or the newest two, or what there is)."""
     for i, newest in enumerate(runs):
-        data = _json(newest / "config.json").get("data")
-        same = [p for p in runs[i:] if _json(p / "config.json").get("data") == data]
+        data = read_json(newest / "config.json").get("data")
+        same = [p for p in runs[i:] if read_json(p / "config.json").get("data") == data]
         if len(same) >= 2:
             return same[:2]
     return runs[:2]
@@ -111,15 +111,15 @@ def default_selection(runs: list[Path]) -> list[Path]:
 
 def load_view(run_dir: str | Path) -> RunView:
     run_dir = Path(run_dir)
-    config = _json(run_dir / "config.json")
+    config = read_json(run_dir / "config.json")
     if not config:
         raise UserError("compare.run_unreadable", run=run_dir.name)
     classes = list(config.get("classes") or [])
     return RunView(
-        path=run_dir, config=config, summary=_json(run_dir / "summary.json"),
+        path=run_dir, config=config, summary=read_json(run_dir / "summary.json"),
         epochs=_epochs(run_dir / "metrics.jsonl"),
         predictions=read_predictions(run_dir / "predictions.csv", classes, Path(str(config.get("data", "")))),
-        evaluation=_json(run_dir / "eval_test.json"),
+        evaluation=read_json(run_dir / "eval_test.json"),
     )
 
 

@@ -38,3 +38,43 @@ def load_run_model(run_dir: str | Path) -> tuple[nn.Module, Any]:
     except (RuntimeError, KeyError, ValueError, EOFError, OSError) as err:
         # load_state_dict's size mismatch / missing keys, or an unreadable file.
         raise UserError("explain.checkpoint_bad", run=run_dir.name, reason=str(err).splitlines()[0][:300]) from err
+
+
+CHECKPOINTS = ("best.pt", "last.pt")
+
+
+def explainable_runs(runs_dir: str | Path) -> list[Path]:
+    """Runs with a checkpoint to load (finished or stopped), newest first."""
+    from core.explain.compare import run_folders
+
+    return [p for p in run_folders(runs_dir) if any((p / name).is_file() for name in CHECKPOINTS)]
+
+
+def checkpoint_stamp(run_dir: str | Path) -> float:
+    """Changes whenever the run's checkpoints change: a cache key for loaded models."""
+    stamps = [(Path(run_dir) / name).stat().st_mtime for name in CHECKPOINTS if (Path(run_dir) / name).is_file()]
+    return max(stamps, default=0.0)
+
+
+def default_pair(runs: list[Path]) -> list[Path]:
+    """A simple CNN run and a CBAM run (newest of each) when both exist, else the newest two."""
+    from core.explain.compare import read_json
+    from core.models import describe_ref
+
+    def newest(word: str) -> Path | None:
+        return next((p for p in runs if word in describe_ref(read_json(p / "config.json").get("model", {}))), None)
+
+    simple, cbam = newest("simple"), newest("cbam")
+    if simple and cbam:
+        return [simple, cbam]
+    return runs[:2]
+
+
+def test_split_images(split_dir: str | Path) -> list[tuple[Path, str]]:
+    """(image, class folder name) for every image of SPLIT/test, classes in index order."""
+    from core.data.files import class_folders, class_images
+
+    folder = Path(split_dir) / "test"
+    if not folder.is_dir():
+        return []
+    return [(path, cls.name) for cls in class_folders(folder) for path in class_images(cls)]
