@@ -56,9 +56,12 @@ def augment(batch_u8: torch.Tensor, preset: str, generator: torch.Generator | No
     if preset not in PRESETS:
         raise ValueError(f"unknown augmentation preset {preset!r}; expected one of {AUGMENT_PRESETS}")
     p = PRESETS[preset]
-    x = to_float(batch_u8)
-    if p.flip or p.shift or p.rotate:
-        x = _warp(x, p, generator)
+    if p.rotate:
+        x = _warp(to_float(batch_u8), p, generator)
+    elif p.flip or p.shift:
+        x = to_float(_flip_shift(batch_u8, p, generator))  # exact pixels, cheaper on uint8
+    else:
+        x = to_float(batch_u8)
     if p.jitter:
         x = _jitter(x, p.jitter, generator)
     if p.grayscale:
@@ -90,6 +93,26 @@ def _warp(x: torch.Tensor, p: _Preset, generator: torch.Generator | None) -> tor
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def _flip_shift(x: torch.Tensor, p: _Preset, generator: torch.Generator | None) -> torch.Tensor:
+    """RandomHorizontalFlip + RandomCrop(S, padding) for a whole batch, as one gather.
+
+    Every output pixel is an input pixel or black padding, so this runs on uint8 without blur.
+    """
+    b, _, h, w = x.shape
+    pad_y, pad_x = round(h * p.shift), round(w * p.shift)
+    padded = F.pad(x, (pad_x, pad_x, pad_y, pad_y))
+    oy = torch.randint(0, 2 * pad_y + 1, (b, 1), generator=generator)
+    ox = torch.randint(0, 2 * pad_x + 1, (b, 1), generator=generator)
+    rows = oy + torch.arange(h)
+    cols = ox + torch.arange(w)
+    if p.flip:
+        flip = torch.rand(b, generator=generator) < 0.5
+        cols = torch.where(flip[:, None], cols.flip(1), cols)
+    rows, cols = rows.to(x.device), cols.to(x.device)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+
+
 def _gray(x: torch.Tensor) -> torch.Tensor:
     r, g, b = _LUMA
     return (r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3])
@@ -101,11 +124,11 @@ def _jitter(x: torch.Tensor, amount: float, generator: torch.Generator | None) -
     factors = [_uniform(b, 1 - amount, 1 + amount, generator).to(x.device, x.dtype)[:, None, None, None]
                for _ in range(3)]
     brightness, contrast, saturation = factors
-    x = (x * brightness).clamp_(0, 1)
+    x = x.mul(brightness).clamp_(0, 1)
     mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
-    x = ((x - mean) * contrast + mean).clamp_(0, 1)
+    x.sub_(mean).mul_(contrast).add_(mean).clamp_(0, 1)
     gray = _gray(x)
-    return ((x - gray) * saturation + gray).clamp_(0, 1)
+    return x.sub_(gray).mul_(saturation).add_(gray).clamp_(0, 1)
 
 
 def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
