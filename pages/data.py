@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image
 import streamlit as st
 
 import ui
@@ -26,6 +27,13 @@ demo_dir = ws.datasets / "demo"
 def cached_scan(folder: str, signature: str) -> HealthReport:
     """Re-scan only when the folder changed (its signature is part of the cache key)."""
     return scan(folder)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def thumbnail(path: str, mtime_ns: int) -> Image.Image:
+    img = open_image(path)
+    img.thumbnail((160, 160))
+    return img
 
 
 def choose(folder: Path) -> None:
@@ -64,7 +72,8 @@ if not folder:
     st.info(ui.t("data.page.pick"))
     st.stop()
 try:
-    report = cached_scan(str(Path(folder).expanduser()), folder_signature(Path(folder).expanduser()))
+    with st.spinner(ui.t("data.page.scanning")):
+        report = cached_scan(str(Path(folder).expanduser()), folder_signature(Path(folder).expanduser()))
 except UserError as err:
     ui.show_error(err)
     st.stop()
@@ -129,9 +138,7 @@ samples = sample_paths(report, per_class=6)
 for name in shown:
     st.caption(display_of[name])
     for col, path in zip(st.columns(6), samples[name]):
-        img = open_image(path)
-        img.thumbnail((160, 160))
-        col.image(img, width="stretch")
+        col.image(thumbnail(str(path), path.stat().st_mtime_ns), width="stretch")
 
 # --- 4. Split -----------------------------------------------------------------------------
 st.header(ui.t("data.page.split"))
@@ -155,20 +162,21 @@ with ui.user_errors():
         st.caption(ui.t("data.page.skipped", n=len(plan["skipped"])))
 
 
-def do_split(force: bool) -> None:
+def do_split(force: bool) -> bool:
+    st.session_state.pop("data_confirm_replace", None)
     with ui.user_errors(), st.spinner(ui.t("data.page.working")):
         info = split_dataset(report.root, out, val_pct / 100, test_pct / 100, int(seed), force=force, report=report)
         ws.remember(current_split=str(out.resolve()))
         st.session_state.data_split_done = (str(out.resolve()), info["mode"])
-        st.session_state.pop("data_confirm_replace", None)
+        return True
+    return False
 
 
 exists = (out / INFO_FILE).is_file()
 if st.session_state.get("data_confirm_replace") == str(out):
     st.warning(ui.t("data.page.replace_ask", out=out))
     yes, no = st.columns(2)
-    if yes.button(ui.t("data.page.replace_yes"), type="primary"):
-        do_split(force=True)
+    if yes.button(ui.t("data.page.replace_yes"), type="primary") and do_split(force=True):
         st.rerun()
     if no.button(ui.t("data.page.replace_no")):
         st.session_state.pop("data_confirm_replace")
@@ -179,7 +187,7 @@ elif st.button(ui.t("data.page.split_button"), type="primary", key="split_button
         st.rerun()
     do_split(force=False)
 done = st.session_state.get("data_split_done")
-if done:
+if done and done[0] == str(out.resolve()):
     st.success(ui.t("data.page.split_done", out=done[0], mode=done[1]))
 
 # --- 5. Augmentation preview --------------------------------------------------------------

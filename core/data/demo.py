@@ -11,7 +11,10 @@ from __future__ import annotations
 import colorsys
 import csv
 import math
+import os
 import random
+import shutil
+import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
@@ -97,18 +100,28 @@ def make_demo(out: str | Path, classes: int = 5, per_class: int = 200, size: int
     out = Path(out).expanduser()
     if out.exists() and any(out.iterdir()):
         raise UserError("data.demo_exists", path=str(out))
-    rng = random.Random(seed)
-    rows = []
-    for index, shape in enumerate(SHAPES[:classes]):
-        (out / shape).mkdir(parents=True, exist_ok=True)
-        hue = index / classes
-        for i in range(per_class):
-            img, box = draw_sample(shape, hue, size, rng)
-            rel = f"{shape}/{shape}_{i:04d}.jpg"
-            img.save(out / rel, quality=92)
-            rows.append([rel, shape, *box])
-    with (out / "annotations.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "class", "x0", "y0", "x1", "y1"])
-        writer.writerows(rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Built next to `out` and renamed into place: an interrupted run leaves no half-made set.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        rng = random.Random(seed)
+        rows = []
+        for index, shape in enumerate(SHAPES[:classes]):
+            (tmp / shape).mkdir()
+            hue = index / classes
+            for i in range(per_class):
+                img, box = draw_sample(shape, hue, size, rng)
+                rel = f"{shape}/{shape}_{i:04d}.jpg"
+                img.save(tmp / rel, quality=92)
+                rows.append([rel, shape, *box])
+        with (tmp / "annotations.csv").open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["path", "class", "x0", "y0", "x1", "y1"])
+            writer.writerows(rows)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
