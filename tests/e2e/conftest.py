@@ -7,6 +7,7 @@ Playwright; no browser is ever downloaded. Every test in this folder is marked `
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,6 +40,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
 
 
 def free_port() -> int:
@@ -145,27 +153,49 @@ def playwright_driver():
         yield driver
 
 
+@pytest.fixture(scope="session")
+def _contexts(playwright_driver, tmp_path_factory) -> Iterator[dict]:
+    """One Chromium per locale for the whole session, each with a fresh profile folder."""
+    contexts: dict = {}
+    yield contexts
+    for context in contexts.values():
+        context.close()
+
+
 @pytest.fixture
-def open_browser(playwright_driver, tmp_path_factory):
-    """Launch Chromium with a fresh profile in the given locale; returns its context."""
-    contexts = []
+def open_browser(playwright_driver, _contexts, tmp_path_factory, request):
+    """Chromium in the given locale (launched once per session); returns its context.
+
+    Each tab is its own Streamlit session. After the test every tab is closed, and when the
+    test failed each is first saved to artifacts/screenshots/failed-*.png.
+    """
 
     def launch(locale: str = "en-US"):
-        context = playwright_driver.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            locale=locale,
-            viewport=VIEWPORT,
-        )
-        context.set_default_timeout(30_000)
-        contexts.append(context)
-        return context
+        if locale not in _contexts:
+            context = playwright_driver.chromium.launch_persistent_context(
+                str(tmp_path_factory.mktemp("chromium-profile")),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                locale=locale,
+                viewport=VIEWPORT,
+            )
+            context.set_default_timeout(30_000)
+            _contexts[locale] = context
+        return _contexts[locale]
 
     yield launch
-    for context in contexts:
-        context.close()
+    report = getattr(request.node, "report_call", None)
+    name = re.sub(r"[^\w.-]+", "_", request.node.name)
+    for locale, context in _contexts.items():
+        for n, tab in enumerate(context.pages):
+            if report is not None and report.failed:
+                try:
+                    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                    tab.screenshot(path=str(SCREENSHOTS / f"failed-{name}-{locale}-{n}.png"), full_page=True)
+                except Exception:  # a crashed tab must not hide the test's own failure
+                    pass
+            tab.close()
 
 
 @pytest.fixture

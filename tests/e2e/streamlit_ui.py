@@ -6,6 +6,7 @@ Streamlit reruns the script after every interaction; `wait_idle` waits for that 
 from __future__ import annotations
 
 import re
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,14 +20,20 @@ KEY_LIKE = re.compile(r"\b[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+\b")
 FILE_SUFFIXES = {"json", "jsonl", "csv", "pt", "pth", "py", "jpg", "jpeg", "png", "zip", "txt", "toml", "md"}
 
 
-def wait_idle(page: Page, timeout: float = 60_000) -> None:
-    """Wait until the script run triggered by the last action has finished."""
-    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
-    # A rerun may start a moment after the click; give it the chance before checking it ended.
-    page.wait_for_timeout(150)
-    page.wait_for_selector(
-        '[data-testid="stApp"][data-test-script-state="notRunning"]', state="attached", timeout=timeout
-    )
+def wait_idle(page: Page, timeout: float = 60_000, settle_ms: int = 300) -> None:
+    """Wait until the script runs triggered by the last action have finished.
+
+    A rerun may start a moment after a click, and `st.rerun()` chains runs with a short idle
+    gap between them, so the app must stay idle for `settle_ms` to count as finished.
+    """
+    idle = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+    deadline = time.monotonic() + timeout / 1000
+    page.wait_for_timeout(100)
+    while True:
+        page.wait_for_selector(idle, state="attached", timeout=max(1.0, deadline - time.monotonic()) * 1000)
+        page.wait_for_timeout(settle_ms)
+        if page.locator(idle).count() == 1 or time.monotonic() > deadline:
+            return
 
 
 def open_app(context: BrowserContext, base_url: str) -> Page:
@@ -38,8 +45,11 @@ def open_app(context: BrowserContext, base_url: str) -> Page:
 
 
 def open_page(page: Page, base_url: str, name: str, query: str = "") -> None:
-    page.goto(f"{base_url}/{name}{query}")
+    """Load page `name` by its URL (the default page, Data, lives at the root)."""
+    page.goto(f"{base_url}/{'' if name == PAGES[0] else name}{query}")
     wait_idle(page)
+    dialogs = page.locator('[data-testid="stDialog"]')
+    assert dialogs.count() == 0, f"a dialog opened on {page.url}: {dialogs.first.inner_text()}"
 
 
 def exceptions(page: Page) -> list[str]:
@@ -109,7 +119,9 @@ def alerts(page: Page, kind: str = "error") -> list[str]:
     """Texts of `st.error` / `st.warning` / `st.success` / `st.info` boxes."""
     test_id = {"error": "stAlertContentError", "warning": "stAlertContentWarning",
                "success": "stAlertContentSuccess", "info": "stAlertContentInfo"}[kind]
-    return [box.inner_text() for box in page.locator(f'[data-testid="{test_id}"]').all()]
+    # The box's text starts with its icon (e.g. "⚠️") when the page gives one.
+    return [box.inner_text().strip().split("\n\n", 1)[-1] if box.inner_text().strip()[:1] in "⚠️✅ℹ️🛠️❌"
+            else box.inner_text().strip() for box in page.locator(f'[data-testid="{test_id}"]').all()]
 
 
 def expect_text(page: Page, text: str, timeout: float = 30_000) -> None:
