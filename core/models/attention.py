@@ -7,6 +7,7 @@ presets reproduce the parameter counts the course prints.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -36,7 +37,9 @@ class ChannelAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[:2]
-        descriptors = [x.mean((2, 3)) if p == "avg" else x.amax((2, 3)) for p in self.pools]
+        # adaptive_max_pool2d / max(dim) keep argmax indices, so their backward is a cheap
+        # scatter; amax's backward would compare the whole map against the maximum.
+        descriptors = [x.mean((2, 3)) if p == "avg" else F.adaptive_max_pool2d(x, 1).flatten(1) for p in self.pools]
         # One MLP call for all descriptors: [P*B, C] -> split back and sum.
         weights = self.mlp(torch.cat(descriptors)).view(len(descriptors), b, c).sum(0)
         return x * torch.sigmoid(weights).view(b, c, 1, 1)
@@ -52,7 +55,7 @@ class SpatialAttention(nn.Module):
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        maps = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
+        maps = torch.cat([x.mean(1, keepdim=True), x.max(1, keepdim=True)[0]], dim=1)
         return x * torch.sigmoid(self.conv(maps))
 
 
