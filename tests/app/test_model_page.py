@@ -48,6 +48,17 @@ def test_build_a_three_block_cbam_network_and_save_it(workspace):
     spec = load_spec(workspace.models, "my cbam")["spec"]
     assert [(b["out"], b["attention"]) for b in spec["blocks"]] == [(32, "cbam"), (128, "cbam"), (64, "cbam")]
 
+    # Duplicate it, switch away, and load the copy back into the builder.
+    at.text_input(key="copy_my cbam").set_value("second")
+    next(b for b in at.button if b.label == "Duplicate").click().run()
+    assert list_specs(workspace.models) == ["my cbam", "second"]
+    at.radio(key="model_mode").set_value("preset").run()
+    at.selectbox(key="saved_pick").set_value("second").run()
+    next(b for b in at.button if b.label == "Load").click().run()
+    assert at.radio(key="model_mode").value == "builder"
+    assert [n.value for n in by_key_suffix(at.number_input, "_out")] == [32, 128, 64]
+    assert any("second" in s.value for s in at.success)
+
 
 def test_a_spec_that_shrinks_too_far_says_which_block(workspace):
     at = open_model_page()
