@@ -7,8 +7,10 @@ output's gradient with a tensor hook (`Tensor.register_hook`, never the deprecat
   restored, hooks are released by the library's context manager even on errors;
 - in-place activations are switched off while the CAM runs (and switched back), so a hooked
   output is never overwritten by the ReLU that follows it;
-- the gradient flows through the input instead of the weights, so no parameter `.grad` is
-  written and frozen models work too;
+- gradients start at the target layer: weights are set not to need gradients (so no
+  parameter `.grad` is written and frozen models work too) and the layer's output is made a
+  leaf that requires one, so the backward pass stops there instead of running down to the
+  input through the costliest full-resolution layers;
 - one forward gives both the CAMs and the class probabilities, for a batch of images.
 """
 from __future__ import annotations
@@ -82,18 +84,22 @@ def compute_cams(
     module = _layer(model, layer)
     cam_class = getattr(pytorch_grad_cam, METHODS[method])
     with untouched(model):
-        x = inputs.detach().clone().requires_grad_(True)
+        x = inputs.detach()
+        # Registered before the library's hooks, so its gradient hook sees a tensor that needs one.
+        leaf = module.register_forward_hook(lambda _m, _i, out: out.requires_grad_(True) if not out.requires_grad else None)
         num_classes = _num_classes(model)
         if targets is not None and num_classes is not None and any(not 0 <= int(c) < num_classes for c in targets):
             raise UserError("explain.bad_class", index=max(int(c) for c in targets), count=num_classes)
-        with cam_class(model=model, target_layers=[module]) as cam:
-            if method == "scorecam":
-                cam.batch_size = SCORECAM_BATCH
-            quiet = contextlib.redirect_stderr(io.StringIO())  # Score-CAM's tqdm progress bar
-            with quiet:
-                chosen = None if targets is None else [ClassifierOutputTarget(int(c)) for c in targets]
-                maps = cam(input_tensor=x, targets=chosen)
-            logits = cam.outputs.detach()
+        try:
+            with cam_class(model=model, target_layers=[module]) as cam:
+                if method == "scorecam":
+                    cam.batch_size = SCORECAM_BATCH
+                with contextlib.redirect_stderr(io.StringIO()):  # Score-CAM's tqdm progress bar
+                    chosen = None if targets is None else [ClassifierOutputTarget(int(c)) for c in targets]
+                    maps = cam(input_tensor=x, targets=chosen)
+                logits = cam.outputs.detach()
+        finally:
+            leaf.remove()
     probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
     return np.clip(np.nan_to_num(maps.astype(np.float32)), 0.0, 1.0), probs
 
