@@ -77,9 +77,18 @@ def untranslated_keys(page: Page) -> list[str]:
     return found
 
 
-def screenshot(page: Page, path: Path) -> Path:
+def screenshot(page: Page, path: Path, max_height: int = 4000) -> Path:
+    """The whole page: Streamlit scrolls inside its main block, so the window grows to fit it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(path), full_page=True)
+    size = page.viewport_size
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], [data-testid=stAppViewContainer]')]"
+        ".map(e => e.scrollHeight), window.innerHeight)"
+    )
+    page.set_viewport_size({"width": size["width"], "height": min(int(height), max_height)})
+    page.wait_for_timeout(300)  # let charts re-layout to the new size
+    page.screenshot(path=str(path))
+    page.set_viewport_size(size)
     return path
 
 
