@@ -12,7 +12,6 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
-from core.models.zoo import _check_ref, load_ref
+from core.models.zoo import check_ref, load_ref
 
 NAME_PATTERN = re.compile(r"[\w][\w\- .]{0,63}")
 
@@ -28,7 +28,7 @@ def check_name(name: str) -> str:
 def save_spec(models_dir: str | Path, name: str, ref: dict[str, Any], overwrite: bool = False) -> Path:
     name = check_name(name)
     ref = {k: v for k, v in ref.items() if k != "name"}
-    _check_ref(ref)
+    check_ref(ref)
     path = Path(models_dir) / f"{name}.json"
     if path.exists() and not overwrite:
         raise UserError("models.spec_exists", name=name)

@@ -20,15 +20,15 @@ from core.errors import UserError
 from core.models.backbones import (
     BACKBONES, ResNet18CBAM, build_backbone, load_backbone_weights, pretrained_state_dict, read_weights_file,
 )
-from core.models.builder import PRESET_SPECS, SpecNet
+from core.models.builder import PRESET_SPECS, SpecNet, normalize_spec
 
 PRESETS = ("simple_cnn", "cbam_cnn", "resnet18_cbam")
 MIN_IMG_SIZE, MAX_IMG_SIZE = 8, 1024
 REF_KEYS = {"name", "preset", "backbone", "spec", "pretrained", "weights_path", "freeze"}
 
 
-def _check_ref(ref: Any) -> str:
-    """The reference's kind ("preset", "backbone" or "spec"), or a UserError."""
+def check_ref(ref: Any) -> str:
+    """The reference's kind ("preset", "backbone" or "spec"), or a UserError saying what is wrong."""
     if not isinstance(ref, dict):
         raise UserError("models.ref_bad", ref=str(ref)[:80])
     kinds = [k for k in ("preset", "backbone", "spec") if k in ref]
@@ -39,6 +39,8 @@ def _check_ref(ref: Any) -> str:
         raise UserError("models.unknown_preset", name=ref["preset"], choices=", ".join(PRESETS))
     if kind == "backbone" and ref["backbone"] not in BACKBONES:
         raise UserError("models.unknown_backbone", name=ref["backbone"], choices=", ".join(BACKBONES))
+    if kind == "spec":
+        normalize_spec(ref["spec"])
     if "freeze" in ref:
         from core.models.freeze import parse_policy
 
@@ -56,7 +58,7 @@ def _weights(model: nn.Module, ref: dict[str, Any], arch: str) -> None:
 
 def build_model(ref: dict[str, Any], num_classes: int, img_size: int) -> nn.Module:
     """The network for `ref`, with a head for `num_classes`, checked against `img_size`."""
-    kind = _check_ref(ref)
+    kind = check_ref(ref)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise UserError("models.bad_classes", value=num_classes)
     if isinstance(img_size, bool) or not isinstance(img_size, int) or not MIN_IMG_SIZE <= img_size <= MAX_IMG_SIZE:
@@ -112,5 +114,5 @@ def load_ref(path_or_name: str | Path, models_dir: str | Path | None = None) -> 
         raise UserError("models.ref_unreadable", path=str(path), reason=str(err)) from err
     if isinstance(ref, dict) and "blocks" in ref and "spec" not in ref:
         ref = {"spec": ref}  # a bare builder spec file
-    _check_ref(ref)
+    check_ref(ref)
     return ref
