@@ -159,9 +159,9 @@ def input_shape() -> tuple[int, int]:
 def summary_of(ref_json: str, classes: int, img_size: int, policy: str, depth: int) -> dict:
     ref = json.loads(ref_json)
     model = models.build_model(ref, classes, img_size)
-    frozen = models.freeze(model, policy)
+    models.freeze(model, policy)
     s = models.summarize(model, img_size, depth=depth)
-    return s.to_dict() | {"outline": models.outline(ref, s), "frozen_total": frozen.total}
+    return s.to_dict() | {"outline": models.outline(ref, s)}
 
 
 def show_summary(ref: dict, img_size: int, classes: int, policy: str) -> None:
