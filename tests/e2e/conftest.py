@@ -202,3 +202,28 @@ def open_browser(playwright_driver, _contexts, tmp_path_factory, request):
 def browser(open_browser):
     """An English browser context."""
     return open_browser("en-US")
+
+
+def make_split(workspace: Path, classes: int = 3, per_class: int = 30, size: int = 32) -> Path:
+    """A small demo set split into the workspace and made current, as the Data page leaves it."""
+    from core.data.demo import make_demo
+    from core.data.split import split_dataset
+    from core.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    source = make_demo(ws.datasets / "demo", classes=classes, per_class=per_class, size=size, seed=0)
+    out = ws.splits / "demo"
+    split_dataset(source, out, 0.2, 0.2, 42)
+    ws.remember(current_split=str(out.resolve()))
+    return out
+
+
+def cli(*args: str, workspace: Path, timeout: float = 300) -> list[dict]:
+    """Run `python -m core ... --json` against `workspace`; its JSON records."""
+    env = os.environ | {"CNN_STUDIO_WORKSPACE": str(workspace), "OMP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-m", "core", *args, "--json"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    import json
+
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

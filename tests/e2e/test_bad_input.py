@@ -12,7 +12,7 @@ import pytest
 from core import i18n
 from tests.e2e import bad_files
 from tests.e2e.streamlit_ui import (
-    alerts, assert_no_exception, click, open_app, text_input, upload,
+    alerts, assert_no_exception, click, open_app, open_page, text_input, upload,
 )
 
 
@@ -85,3 +85,36 @@ def test_bad_folder_path_gets_a_message(kind, data_page, files):
     key = "data.not_found" if kind == "missing" else "data.not_folder"
     assert en(key, path=str(path)) in alerts(data_page, "error")
     assert not path.is_file() or path.stat().st_size > 0  # the user's file is left as it was
+
+
+@pytest.fixture(scope="module")
+def explain_server(tmp_path_factory):
+    """A server whose workspace holds one trained run, so the Explain page offers its uploader."""
+    from tests.e2e.conftest import AppServer, cli, make_split
+
+    base = tmp_path_factory.mktemp("explain")
+    split = make_split(base / "workspace", classes=2, per_class=15, size=24)
+    cli("train", "--data", str(split), "--model", "simple_cnn", "--epochs", "1", "--img-size", "16",
+        "--batch-size", "16", "--runs-dir", str(base / "workspace" / "runs"), workspace=base / "workspace")
+    app = AppServer(base / "workspace", base).start()
+    yield app
+    app.stop()
+
+
+@pytest.mark.parametrize("make, key", [
+    (bad_files.not_an_image, "image.not_image"),
+    (bad_files.truncated_jpeg, "image.broken"),
+    (bad_files.decompression_bomb, "image.bomb"),
+])
+def test_bad_photo_on_explain_page(make, key, explain_server, browser, files):
+    page = open_app(browser, explain_server.url)
+    open_page(page, explain_server.url, "explain")
+    suffix = ".png" if key == "image.bomb" else ".jpg"
+    upload(page, en("explain.page.upload"), make(files / f"{make.__name__}{suffix}"))
+    assert_no_exception(page)
+    assert any(_same_message(e, key) for e in alerts(page, "error")), alerts(page, "error")
+    # The page keeps working: a good photo right after is explained.
+    upload(page, en("explain.page.upload"), bad_files.small_jpeg(files / "good.jpg"))
+    assert_no_exception(page)
+    assert not alerts(page, "error")
+    assert page.locator('[data-testid="stImage"]').count() >= 2
