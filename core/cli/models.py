@@ -41,7 +41,8 @@ def summary(args: argparse.Namespace, out: Output) -> int:
     model = build_model(ref, args.classes, args.img_size)
     freeze(model, args.freeze)
     s = summarize(model, args.img_size, depth=args.depth)
-    header = f"{'layer':<40} {'type':<20} {'output':<22} {'params':>12} {'trainable':>12}"
+    col = {c: out.t(f"models.page.col_{c}") for c in ("name", "type", "output_shape", "params", "trainable")}
+    header = f"{col['name']:<40} {col['type']:<20} {col['output_shape']:<22} {col['params']:>12} {col['trainable']:>12}"
     rows = [
         f"{('  ' * (r.depth - 1) + r.name.rsplit('.', 1)[-1])[:40]:<40} {r.type[:20]:<20} "
         f"{str(r.output_shape)[:22]:<22} {r.params:>12,} {r.trainable:>12,}"
