@@ -17,6 +17,10 @@ from core.errors import UserError
 # Refuse anything above this many pixels without decoding it (a 16k x 16k photo is 268 MP).
 MAX_PIXELS = 120_000_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# MAX_PIXELS, checked before decoding, replaces Pillow's DecompressionBombWarning (its error, at
+# twice its own limit, still applies). Images are opened from thread pools, where turning the
+# warning into an error with `warnings.catch_warnings` is not safe: it swaps process-wide state.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def _source_name(source: str | Path | bytes | io.IOBase) -> str:
@@ -29,20 +33,18 @@ def open_image(source: str | Path | bytes | io.IOBase) -> Image.Image:
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as img:
-                width, height = img.size
-                if width * height > MAX_PIXELS:
-                    raise UserError("image.bomb", name=name, width=width, height=height, limit=MAX_PIXELS)
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                return to_rgb(img)
+        with Image.open(source) as img:
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise UserError("image.bomb", name=name, width=width, height=height, limit=MAX_PIXELS)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return to_rgb(img)
     except UserError:
         raise
     except FileNotFoundError:
         raise UserError("image.missing", name=name) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise UserError("image.bomb", name=name, width="?", height="?", limit=MAX_PIXELS) from None
     except UnidentifiedImageError:
         raise UserError("image.not_image", name=name) from None

@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import statistics
-import warnings
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -149,25 +148,23 @@ def _inspect(path: Path, rel: str) -> _FileFacts:
         return facts
     facts.digest = hashlib.sha256(raw).hexdigest()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(raw)) as img:
-                width, height = img.size
-                facts.format = img.format
-                if width * height > MAX_PIXELS:
-                    facts.problem, facts.detail = "bomb", f"{width}x{height}"
-                    return facts
-                img.load()
-                mode_note = _MODE_NOTES.get(img.mode)
-                if mode_note:
-                    facts.notes.append(mode_note)
-                orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-                if orientation not in (1, None):
-                    facts.notes.append("exif_rotated")
-                    if orientation in (5, 6, 7, 8):
-                        width, height = height, width
-                facts.size = (width, height)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        with Image.open(io.BytesIO(raw)) as img:
+            width, height = img.size
+            facts.format = img.format
+            if width * height > MAX_PIXELS:  # refused before decoding, as open_image does
+                facts.problem, facts.detail = "bomb", f"{width}x{height}"
+                return facts
+            img.load()
+            mode_note = _MODE_NOTES.get(img.mode)
+            if mode_note:
+                facts.notes.append(mode_note)
+            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+            if orientation not in (1, None):
+                facts.notes.append("exif_rotated")
+                if orientation in (5, 6, 7, 8):
+                    width, height = height, width
+            facts.size = (width, height)
+    except Image.DecompressionBombError:
         facts.problem, facts.detail = "bomb", ""
     except UnidentifiedImageError:
         facts.problem = "not_image"
