@@ -5,7 +5,8 @@
 
 Prints images/s (median over repeats) per preset and size, then the course's CBAM-CNN
 (written here as the course writes it: two MLP calls, 1x1 convs, AdaptiveAvg/MaxPool) against
-ours, timed alternately in the same run so that a noisy shared machine hits both alike.
+ours, timed alternately in the same run so that a noisy shared machine hits both alike; the
+ratio is the median of the paired per-repeat speed-ups (>1: ours is faster).
 """
 from __future__ import annotations
 
@@ -87,8 +88,8 @@ def step_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return time.perf_counter() - start
 
 
-def images_per_s(models: dict[str, nn.Module], size: int, batch: int, repeats: int, channels_last: bool = False) -> dict[str, float]:
-    """Median images/s for each model, timing them in turn (A, B, A, B, ...)."""
+def step_times(models: dict[str, nn.Module], size: int, batch: int, repeats: int, channels_last: bool = False) -> dict[str, list[float]]:
+    """Seconds per forward+backward step for each model, timed in turn (A, B, A, B, ...)."""
     x = torch.rand(batch, 3, size, size)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
@@ -101,7 +102,7 @@ def images_per_s(models: dict[str, nn.Module], size: int, batch: int, repeats: i
     for _ in range(repeats):
         for k, m in models.items():
             times[k].append(step_seconds(m, x, y))
-    return {k: batch / statistics.median(v) for k, v in times.items()}
+    return times
 
 
 def main() -> None:
@@ -118,7 +119,7 @@ def main() -> None:
     for preset in PRESETS:
         for size in args.sizes:
             model = build_model({"preset": preset}, 10, size)
-            ips = images_per_s({preset: model}, size, BATCH.get(size, 8), args.repeats)[preset]
+            ips = BATCH.get(size, 8) / statistics.median(step_times({preset: model}, size, BATCH.get(size, 8), args.repeats)[preset])
             results["presets"].setdefault(preset, {})[size] = round(ips, 1)
             if not args.json:
                 print(f"{preset:<14} {size:>4} px  batch {BATCH.get(size, 8):>3}  {ips:8.1f} img/s", flush=True)
@@ -128,8 +129,11 @@ def main() -> None:
         course = CourseCBAMCNN(10, size)
         assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in course.parameters())
         for layout in ("contiguous", "channels_last"):
-            r = images_per_s({"ours": ours, "course": course}, size, BATCH.get(size, 8), args.repeats, layout == "channels_last")
-            ratio = r["ours"] / r["course"]
+            batch = BATCH.get(size, 8)
+            t = step_times({"ours": ours, "course": course}, size, batch, args.repeats, layout == "channels_last")
+            r = {k: batch / statistics.median(v) for k, v in t.items()}
+            # Paired: each repeat times both back to back, so load changes hit both alike.
+            ratio = statistics.median(c / o for o, c in zip(t["ours"], t["course"]))
             results["cbam_vs_course"].setdefault(size, {})[layout] = {k: round(v, 1) for k, v in r.items()} | {"ratio": round(ratio, 3)}
             if not args.json:
                 print(f"cbam_cnn {size:>4} px {layout:<13}  ours {r['ours']:8.1f}  course {r['course']:8.1f} img/s  ratio {ratio:.2f}", flush=True)
