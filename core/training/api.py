@@ -1,0 +1,86 @@
+"""The Python API for the other pages, the CLI and outside scripts.
+
+    model, info = core.load_model("workspace/runs/20261123-101500-simple_cnn")
+    probs = core.predict(model, ["photo.jpg"], info)     # or core.predict(run_dir, images)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from PIL import Image
+from torch import nn
+
+from core.errors import UserError
+from core.training import checkpoint, runs
+
+
+@dataclass
+class ModelInfo:
+    run_dir: Path
+    classes: list[str]          # folder names, in index order
+    display_names: list[str]    # what to show (cat_to_name.json), same order
+    img_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    model: dict[str, Any]       # the model reference (preset, backbone or builder spec)
+    checkpoint: str             # which file the weights came from
+
+
+def load_model(run_dir: str | Path, which: str = "best") -> tuple[nn.Module, ModelInfo]:
+    """The run's network in eval mode on the CPU, with its weights from `best.pt` (or `last.pt`)."""
+    from core.models import build_model
+
+    run_dir = Path(run_dir)
+    config = runs.read_config(run_dir)
+    if not config.get("classes"):
+        raise UserError("training.not_a_run", path=str(run_dir))
+    files = [f"{which}.pt"] + (["last.pt"] if which == "best" else [])
+    path = next((run_dir / f for f in files if (run_dir / f).is_file()), run_dir / files[0])
+    state = checkpoint.load(path)
+    if list(state.get("classes", [])) != list(config["classes"]) or state.get("img_size") != config["img_size"]:
+        raise UserError("training.checkpoint_mismatch", path=str(path), reason="classes or image size differ")
+    model = build_model(config["model"], len(config["classes"]), int(config["img_size"]))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise UserError("training.checkpoint_mismatch", path=str(path), reason=str(err).splitlines()[0][:200]) from None
+    model.eval()
+    info = ModelInfo(run_dir=run_dir, classes=list(config["classes"]),
+                     display_names=list(config.get("display_names") or config["classes"]),
+                     img_size=int(config["img_size"]), mean=tuple(config["mean"]), std=tuple(config["std"]),
+                     model=config["model"], checkpoint=path.name)
+    return model, info
+
+
+def preprocess(images: Iterable[Image.Image | str | Path], info: ModelInfo) -> torch.Tensor:
+    """Model input [N,3,S,S], prepared exactly like the evaluation batches of training."""
+    from core.data.augment import normalize, to_float
+    from core.data.cache import decode_resized
+
+    batch = torch.stack([decode_resized(img, info.img_size) for img in images])
+    return normalize(to_float(batch), info.mean, info.std)
+
+
+@torch.no_grad()
+def predict(run_or_model: str | Path | nn.Module, images: Iterable[Image.Image | str | Path],
+            info: ModelInfo | None = None) -> torch.Tensor:
+    """Class probabilities [N, C] for `images` (PIL images or paths)."""
+    if isinstance(run_or_model, nn.Module):
+        if info is None:
+            raise ValueError("predict(model, images) needs the model's info from load_model")
+        model = run_or_model
+    else:
+        model, info = load_model(run_or_model)
+    images = list(images)
+    if not images:
+        return torch.zeros((0, len(info.classes)))
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        return torch.softmax(model(preprocess(images, info).to(device)).float(), dim=1).cpu()
+    finally:
+        model.train(was_training)

@@ -1,0 +1,47 @@
+"""Checkpoints that are never half-written and safe to load.
+
+Writes go to a temporary file in the same folder, are fsynced, then renamed over the old
+file: a process killed at any moment leaves either the previous checkpoint or the new one.
+Loads use `weights_only=True`, so a checkpoint file cannot run code.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.errors import UserError
+
+FORMAT = "cnn-studio/1"
+
+
+def save(obj: dict[str, Any], path: Path) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **obj}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The checkpoint dict, or a UserError saying why this file is not one of ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("training.checkpoint_missing", path=str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as err:
+        raise UserError("training.checkpoint_unreadable", path=str(path), reason=str(err).splitlines()[0][:200]) from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT or "model" not in obj:
+        raise UserError("training.checkpoint_foreign", path=str(path))
+    return obj

@@ -1,0 +1,81 @@
+"""A training run's settings as plain data: a dataclass that round-trips through JSON."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import UserError
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "step", "plateau", "cosine", "onecycle")
+NORMALIZATIONS = ("imagenet", "dataset")
+EARLY_STOP_METRICS = ("val_acc", "val_loss")
+
+
+@dataclass
+class TrainConfig:
+    data: str                               # split folder (train/, val/, test/, split.json)
+    model: dict[str, Any] = field(default_factory=lambda: {"preset": "simple_cnn"})
+    name: str = ""
+    img_size: int = 64
+    batch_size: int = 64
+    epochs: int = 10
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9                   # SGD only
+    nesterov: bool = False                  # SGD only
+    scheduler: str = "none"
+    step_size: int = 5                      # StepLR: epochs between decays
+    gamma: float = 0.1                      # StepLR / plateau decay factor
+    label_smoothing: float = 0.0
+    augment: str = "seed"
+    normalization: str = "imagenet"
+    early_stop_metric: str = "val_acc"
+    early_stop_patience: int = 0            # epochs without improvement; 0 = off
+    freeze_epochs: int = 0                  # transfer learning: epochs with only the head trained
+    unfreeze_lr_factor: float = 0.1         # lr multiplier when the whole network is unfrozen
+    device: str = "auto"
+    seed: int = 42
+    amp: bool = True                        # mixed precision, on CUDA only
+    tensorboard: bool = False
+    histogram_every: int = 100              # steps between weight/gradient histograms
+    log_every: int = 10                     # steps between iteration-loss records
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError("training.config_unknown", keys=", ".join(unknown))
+        return cls(**values).validated()
+
+    def validated(self) -> "TrainConfig":
+        checks = {
+            "optimizer": (self.optimizer, OPTIMIZERS),
+            "scheduler": (self.scheduler, SCHEDULERS),
+            "normalization": (self.normalization, NORMALIZATIONS),
+            "early_stop_metric": (self.early_stop_metric, EARLY_STOP_METRICS),
+        }
+        for name, (value, choices) in checks.items():
+            if value not in choices:
+                raise UserError("training.config_choice", field=name, value=value, choices=", ".join(choices))
+        from core.data.augment import AUGMENT_PRESETS
+
+        if self.augment not in AUGMENT_PRESETS:
+            raise UserError("training.config_choice", field="augment", value=self.augment,
+                            choices=", ".join(AUGMENT_PRESETS))
+        positive = {"img_size": self.img_size, "batch_size": self.batch_size, "epochs": self.epochs,
+                    "lr": self.lr, "log_every": self.log_every, "histogram_every": self.histogram_every}
+        for name, value in positive.items():
+            if not value > 0:
+                raise UserError("training.config_positive", field=name, value=value)
+        if not 0 <= self.label_smoothing < 1:
+            raise UserError("training.config_range", field="label_smoothing", value=self.label_smoothing)
+        if not 0 <= self.freeze_epochs < self.epochs + 1:
+            raise UserError("training.config_range", field="freeze_epochs", value=self.freeze_epochs)
+        return self

@@ -1,0 +1,432 @@
+"""The one training loop and the one evaluation loop (the CLI, the app and the tests use these).
+
+Images come from the decode-once cache as uint8 batches; augmentation and normalisation run
+on whole batches. Losses and correct counts accumulate on the device and are read back only
+every `log_every` steps (for the live chart) and at the end of an epoch.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from core import device as devices
+from core.data.augment import IMAGENET_MEAN, IMAGENET_STD, augment, dataset_mean_std, normalize, to_float
+from core.data.cache import ImageSet, load_images
+from core.data.split import read_split_info
+from core.errors import UserError
+from core.training import checkpoint, runs
+from core.training.config import TrainConfig
+
+Record = dict[str, Any]
+OnRecord = Callable[[Record], None]
+OnProgress = Callable[[dict[str, Any]], None]
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": lambda params, c, lr: torch.optim.Adam(params, lr=lr, weight_decay=c.weight_decay),
+    "adamw": lambda params, c, lr: torch.optim.AdamW(params, lr=lr, weight_decay=c.weight_decay),
+    "sgd": lambda params, c, lr: torch.optim.SGD(params, lr=lr, momentum=c.momentum,
+                                                 nesterov=c.nesterov and c.momentum > 0,
+                                                 weight_decay=c.weight_decay),
+}
+
+# name -> (factory(optimizer, config, epochs, steps_per_epoch), steps per batch rather than per epoch)
+SCHEDULERS: dict[str, tuple[Callable[..., Any], bool]] = {
+    "none": (lambda o, c, epochs, steps: None, False),
+    "step": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.StepLR(o, c.step_size, c.gamma), False),
+    "plateau": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.ReduceLROnPlateau(
+        o, mode="max", factor=c.gamma, patience=2), False),
+    "cosine": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(1, epochs)), False),
+    "onecycle": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.OneCycleLR(
+        o, max_lr=o.param_groups[0]["lr"], total_steps=max(1, epochs * steps)), True),
+}
+
+
+class Stopped(Exception):
+    """Raised inside the loop when the user asked the run to stop."""
+
+
+def free_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class Data:
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet | None
+    classes: list[str]
+    display_names: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def load_data(cfg: TrainConfig, cache_dir: Path | None) -> Data:
+    info = read_split_info(cfg.data)
+    train = load_images(cfg.data, "train", cfg.img_size, cache_dir)
+    val = load_images(cfg.data, "val", cfg.img_size, cache_dir)
+    test = load_images(cfg.data, "test", cfg.img_size, cache_dir) if (Path(cfg.data) / "test").is_dir() else None
+    mean, std = dataset_mean_std(train) if cfg.normalization == "dataset" else (IMAGENET_MEAN, IMAGENET_STD)
+    classes = list(info.get("classes") or train.classes)
+    return Data(train, val, test, classes, list(info.get("display_names") or classes), tuple(mean), tuple(std))
+
+
+class Batches:
+    """uint8 batches of an ImageSet turned into model input on `device`."""
+
+    def __init__(self, images: ImageSet, batch_size: int, device: torch.device, mean, std,
+                 augment_preset: str | None = None, generator: torch.Generator | None = None,
+                 channels_last: bool = False) -> None:
+        self.images, self.batch_size, self.device = images, batch_size, device
+        self.mean, self.std, self.preset, self.generator = mean, std, augment_preset, generator
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        full, rest = divmod(n, self.batch_size)
+        # A training batch of one breaks BatchNorm: it is dropped (the epoch is reshuffled anyway).
+        return full + (1 if rest > 1 or (rest == 1 and self.preset is None) else 0)
+
+    def __iter__(self):
+        n = len(self.images)
+        order = torch.randperm(n, generator=self.generator) if self.preset is not None else torch.arange(n)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            x = self.images.batch(idx)
+            x = augment(x, self.preset, self.generator) if self.preset is not None else to_float(x)
+            x = normalize(x, self.mean, self.std)
+            x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            yield x, self.images.labels[idx].to(self.device, non_blocking=True), idx
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if device.type == "cuda" and enabled:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return nullcontext()
+
+
+def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+                    batches: Batches, *, epoch: int, step: int, log_every: int,
+                    scheduler: Any = None, scaler: torch.amp.GradScaler | None = None, amp: bool = False,
+                    stop: threading.Event | None = None, on_record: OnRecord | None = None,
+                    on_batch: Callable[[int, int], None] | None = None,
+                    on_step: Callable[[int], None] | None = None) -> tuple[float, float, int, int]:
+    """One pass over the training batches; returns (mean loss, accuracy, images seen, step)."""
+    model.train()
+    device = batches.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    window: list[torch.Tensor] = []
+    for b, (x, y, _) in enumerate(batches):
+        if stop is not None and stop.is_set():
+            raise Stopped
+        with _autocast(device, amp):
+            logits = model(x)
+            loss = criterion(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        step += 1
+        detached = loss.detach()
+        window.append(detached)
+        loss_sum += detached * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+        if on_step is not None:
+            on_step(step)
+        if len(window) >= log_every or b == len(batches) - 1:
+            losses = torch.stack(window).float().cpu()  # the one host sync per window
+            _check_finite(losses, epoch, step - len(window) + 1)
+            if on_record is not None:
+                on_record({"type": "iter", "epoch": epoch, "step": step, "loss": float(losses.mean()),
+                           "lr": optimizer.param_groups[0]["lr"]})
+            window = []
+        if on_batch is not None:
+            on_batch(b + 1, seen)
+    if seen == 0:
+        raise UserError("training.no_batches", n=len(batches.images), batch=batches.batch_size)
+    return float(loss_sum) / seen, int(correct) / seen, seen, step
+
+
+def _check_finite(losses: torch.Tensor, epoch: int, first_step: int) -> None:
+    bad = (~torch.isfinite(losses)).nonzero()
+    if len(bad):
+        raise UserError("training.nan_loss", epoch=epoch, step=first_step + int(bad[0]))
+
+
+@torch.no_grad()
+def predict_batches(model: nn.Module, batches: Batches, amp: bool = False) -> torch.Tensor:
+    """Class probabilities [N, C] (CPU, float32) in the ImageSet's order."""
+    model.eval()
+    out = []
+    for x, _, _ in batches:
+        with _autocast(batches.device, amp):
+            out.append(torch.softmax(model(x).float(), dim=1).cpu())
+    return torch.cat(out) if out else torch.zeros((0, 0))
+
+
+def loss_and_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    if len(labels) == 0:
+        return float("nan"), float("nan")
+    loss = nn.functional.nll_loss(torch.log(probs.clamp_min(1e-12)), labels)
+    return float(loss), float((probs.argmax(1) == labels).float().mean())
+
+
+def _lr(optimizer: torch.optim.Optimizer) -> float:
+    return float(optimizer.param_groups[0]["lr"])
+
+
+class Trainer:
+    """Trains one run folder from its config: fresh, or resumed from its `last.pt`."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, *, cache_dir: Path | None = None,
+                 stop: threading.Event | None = None, on_record: OnRecord | None = None,
+                 on_progress: OnProgress | None = None) -> None:
+        self.cfg, self.run_dir, self.cache_dir = cfg, Path(run_dir), cache_dir
+        self.stop = stop or threading.Event()
+        self._on_record, self.on_progress = on_record, on_progress
+
+    def record(self, rec: Record) -> None:
+        runs.append_metrics(self.run_dir, rec)
+        if self._on_record is not None:
+            self._on_record(rec)
+
+    # --- set-up -------------------------------------------------------------------------
+    def _build(self, resume: dict | None) -> None:
+        from core.models import build_model, freeze, summarize
+
+        cfg = self.cfg
+        torch.set_num_threads(free_cores())
+        self.device = devices.resolve(cfg.device)
+        self.amp = cfg.amp and self.device.type == "cuda"
+        self.data = load_data(cfg, self.cache_dir)
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model, len(self.data.classes), cfg.img_size)
+        self.summary = summarize(model, cfg.img_size)
+        self.freeze = freeze
+        self.channels_last = self.device.type == "cuda"
+        self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last
+                              else torch.contiguous_format)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.scaler = (torch.amp.GradScaler("cuda") if self.amp and not torch.cuda.is_bf16_supported() else None)
+        self.train_batches = Batches(self.data.train, cfg.batch_size, self.device, self.data.mean, self.data.std,
+                                     cfg.augment, self.generator, self.channels_last)
+        self.val_batches = Batches(self.data.val, cfg.batch_size, self.device, self.data.mean, self.data.std,
+                                   channels_last=self.channels_last)
+        self.epoch = 0
+        self.step = 0
+        self.best_val_acc = -1.0
+        self.best_metric = -math.inf
+        self.bad_epochs = 0
+        self._start_phase(resume["epoch"] if resume else 0)
+        if resume:
+            self.model.load_state_dict(resume["model"])
+            self.optimizer.load_state_dict(resume["optimizer"])
+            if self.scheduler is not None and resume.get("scheduler"):
+                self.scheduler.load_state_dict(resume["scheduler"])
+            self.epoch, self.step = resume["epoch"], resume["step"]
+            self.best_val_acc, self.best_metric = resume["best_val_acc"], resume["best_metric"]
+            self.bad_epochs = resume["bad_epochs"]
+            torch.set_rng_state(resume["rng_torch"])
+            self.generator.set_state(resume["rng_generator"])
+
+    def _start_phase(self, epoch: int) -> None:
+        """Transfer learning as the course does it: the head alone first, then everything at a lower lr."""
+        cfg = self.cfg
+        frozen = epoch < cfg.freeze_epochs
+        self.phase_frozen = frozen
+        counts = self.freeze(self.model, "head" if frozen else "all")
+        self.trainable = counts.trainable
+        lr = cfg.lr if frozen or cfg.freeze_epochs == 0 else cfg.lr * cfg.unfreeze_lr_factor
+        phase_epochs = cfg.freeze_epochs if frozen else cfg.epochs - cfg.freeze_epochs
+        self.optimizer = OPTIMIZERS[cfg.optimizer](self.model.parameters(), cfg, lr)
+        factory, self.per_step = SCHEDULERS[cfg.scheduler]
+        self.scheduler = factory(self.optimizer, cfg, phase_epochs, len(self.train_batches))
+
+    def _write_config(self) -> None:
+        runs.write_json(self.run_dir / "config.json", self.cfg.to_dict() | {
+            "classes": self.data.classes, "display_names": self.data.display_names,
+            "mean": list(self.data.mean), "std": list(self.data.std),
+            "n_train": len(self.data.train), "n_val": len(self.data.val),
+            "n_test": len(self.data.test) if self.data.test is not None else 0,
+        })
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def _checkpoint_info(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "classes": self.data.classes, "img_size": self.cfg.img_size,
+                "epoch": self.epoch}
+
+    def _save_last(self) -> None:
+        checkpoint.save(self._checkpoint_info() | {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
+            "step": self.step, "best_val_acc": self.best_val_acc, "best_metric": self.best_metric,
+            "bad_epochs": self.bad_epochs, "rng_torch": torch.get_rng_state(),
+            "rng_generator": self.generator.get_state(),
+        }, self.run_dir / "last.pt")
+
+    # --- the run ----------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        """Train to the end (or until stopped) and evaluate on the test split; returns the summary.
+
+        A failure is written to the run's summary (status `failed`, with its message) and raised.
+        """
+        try:
+            return self._run(resume)
+        except torch.OutOfMemoryError:
+            err = UserError("training.oom", batch=self.cfg.batch_size, size=self.cfg.img_size)
+            runs.update_summary(self.run_dir, status="failed", message=err.message(), message_key=err.key,
+                                message_params=err.params)
+            raise err from None
+        except UserError as err:
+            runs.update_summary(self.run_dir, status="failed", message=err.message(), message_key=err.key,
+                                message_params=err.params)
+            raise
+        except Exception as err:
+            runs.update_summary(self.run_dir, status="failed", message=f"{type(err).__name__}: {err}")
+            raise
+
+    def _run(self, resume: bool) -> dict[str, Any]:
+        state = checkpoint.load(self.run_dir / "last.pt") if resume else None
+        started = time.time()
+        self._build(state)
+        self._write_config()
+        if resume:
+            runs.truncate_metrics(self.run_dir, self.epoch)
+        runs.update_summary(self.run_dir, status="running", message="", params=self.summary.total_params,
+                            trainable_params=self.trainable, flops=self.summary.flops,
+                            device=devices.describe(self.device), **runs.owner())
+        try:
+            self._loop()
+            status = "finished"
+        except Stopped:
+            self._save_last()
+            status = "stopped"
+        seconds = runs.read_summary(self.run_dir).get("seconds", 0.0) + time.time() - started
+        summary = runs.update_summary(self.run_dir, status=status, seconds=round(seconds, 2),
+                                      epochs_done=self.epoch, best_val_acc=max(self.best_val_acc, 0.0))
+        if status == "finished" and self.data.test is not None:
+            from core.training.evaluate import evaluate_run
+
+            result = evaluate_run(self.run_dir, split="test", device=self.device, cache_dir=self.cache_dir)
+            summary = runs.update_summary(self.run_dir, test_acc=result["accuracy"], test_top5=result.get("top5"))
+        return summary
+
+    def _loop(self) -> None:
+        cfg = self.cfg
+        writer = self._tensorboard()
+        seen_total, train_seconds = 0, 0.0
+        try:
+            while self.epoch < cfg.epochs:
+                if self.phase_frozen and self.epoch >= cfg.freeze_epochs:
+                    self._start_phase(self.epoch)
+                epoch = self.epoch + 1
+                t0 = time.perf_counter()
+                n_batches = len(self.train_batches)
+
+                def on_batch(b: int, seen: int) -> None:
+                    if self.on_progress is not None:
+                        elapsed = time.perf_counter() - t0
+                        rate = seen / elapsed if elapsed > 0 else 0.0
+                        left = (n_batches - b) + (cfg.epochs - epoch) * n_batches
+                        self.on_progress({"epoch": epoch, "epochs": cfg.epochs, "batch": b, "batches": n_batches,
+                                          "img_per_s": rate,
+                                          "eta_s": left * cfg.batch_size / rate if rate else None})
+
+                def on_step(step: int) -> None:
+                    if writer is not None and step % cfg.histogram_every == 0:
+                        for name, p in self.model.named_parameters():
+                            writer.add_histogram(f"weights/{name}", p.detach().cpu(), step)
+                            if p.grad is not None:
+                                writer.add_histogram(f"grads/{name}", p.grad.detach().cpu(), step)
+
+                train_loss, train_acc, seen, self.step = train_one_epoch(
+                    self.model, self.criterion, self.optimizer, self.train_batches, epoch=epoch, step=self.step,
+                    log_every=cfg.log_every, scheduler=self.scheduler if self.per_step else None,
+                    scaler=self.scaler, amp=self.amp, stop=self.stop, on_record=self.record,
+                    on_batch=on_batch, on_step=on_step if writer is not None else None)
+                train_time = time.perf_counter() - t0
+                val_loss, val_acc = loss_and_accuracy(predict_batches(self.model, self.val_batches, self.amp),
+                                                      self.data.val.labels)
+                lr = _lr(self.optimizer)
+                self._step_scheduler(val_acc)
+                seen_total += seen
+                train_seconds += train_time
+                self.epoch = epoch
+                improved = self._track(val_loss, val_acc)
+                rec = {"type": "epoch", "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
+                       "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "img_per_s": seen / train_time,
+                       "seconds": time.perf_counter() - t0}
+                self.record(rec)
+                if writer is not None:
+                    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+                        writer.add_scalar(key.replace("_", "/", 1) if "_" in key else key, rec[key], epoch)
+                if improved:
+                    checkpoint.save(self._checkpoint_info() | {"val_acc": val_acc}, self.run_dir / "best.pt")
+                self._save_last()
+                runs.update_summary(self.run_dir, epochs_done=epoch, best_val_acc=self.best_val_acc,
+                                    img_per_s=round(seen_total / train_seconds, 2))
+                if cfg.early_stop_patience and self.bad_epochs >= cfg.early_stop_patience:
+                    self.record({"type": "note", "epoch": epoch, "key": "training.early_stopped"})
+                    break
+        finally:
+            if writer is not None:
+                writer.close()
+
+    def _step_scheduler(self, val_acc: float) -> None:
+        if self.scheduler is None or self.per_step:
+            return
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(val_acc)
+        else:
+            self.scheduler.step()
+
+    def _track(self, val_loss: float, val_acc: float) -> bool:
+        """Update the best val accuracy (for best.pt) and the early-stopping counter."""
+        improved = val_acc > self.best_val_acc
+        self.best_val_acc = max(self.best_val_acc, val_acc)
+        metric = val_acc if self.cfg.early_stop_metric == "val_acc" else -val_loss
+        if metric > self.best_metric:
+            self.best_metric, self.bad_epochs = metric, 0
+        else:
+            self.bad_epochs += 1
+        return improved
+
+    def _tensorboard(self):
+        if not self.cfg.tensorboard:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+
+def start_run(cfg: TrainConfig, runs_dir: Path, status: str = "queued") -> Path:
+    """A new run folder holding the config, before any training happens (a queued run)."""
+    from core.models import describe_ref
+
+    cfg = cfg.validated()
+    run_dir = runs.new_run_dir(runs_dir, cfg.name or describe_ref(cfg.model))
+    runs.write_json(run_dir / "config.json", cfg.to_dict())
+    runs.update_summary(run_dir, status=status, created=time.time(), **runs.owner())
+    return run_dir

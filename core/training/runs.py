@@ -1,0 +1,167 @@
+"""Runs on disk: one folder per run, read back by the pages, the CLI and after a restart.
+
+`RUNS/<run-id>/` holds `config.json`, `metrics.jsonl` (appended as training goes),
+`best.pt` / `last.pt`, `summary.json` (status and headline figures, rewritten as the run
+moves on), and after the test evaluation `predictions.csv` and `eval_test.json`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
+RESUMABLE = ("stopped", "interrupted")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomically: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+        return value if isinstance(value, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def new_run_dir(runs_dir: str | Path, name: str) -> Path:
+    """A fresh folder named by time and the model, e.g. `20261123-101500-simple_cnn`."""
+    slug = re.sub(r"[^\w\-]+", "_", name, flags=re.UNICODE).strip("_")[:40] or "run"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(1000):
+        path = runs_dir / (f"{stamp}-{slug}" + (f"-{n}" if n else ""))
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"cannot create a run folder in {runs_dir}")
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    return read_json(Path(run_dir) / "config.json")
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    return read_json(Path(run_dir) / "summary.json")
+
+
+def update_summary(run_dir: Path, **fields: Any) -> dict[str, Any]:
+    summary = read_summary(run_dir) | fields
+    write_json(Path(run_dir) / "summary.json", summary)
+    return summary
+
+
+def read_metrics(run_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
+    """The records of `metrics.jsonl` (of one `kind`: "iter" or "epoch"); a half-written last
+    line, from a run being written right now or killed mid-write, is left out."""
+    records = []
+    try:
+        lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return records
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if kind is None or record.get("type") == kind:
+            records.append(record)
+    return records
+
+
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    with open(Path(run_dir) / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
+    """Keep only the records of completed epochs (a resumed run redoes the partial one)."""
+    kept = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= epochs_done]
+    path = Path(run_dir) / "metrics.jsonl"
+    tmp = path.with_name(".metrics.jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def owner() -> dict[str, Any]:
+    """Who is running a run: lets a restarted app tell a dead run from one another process trains."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _trained_elsewhere(summary: dict[str, Any]) -> bool:
+    """True while another live process on this machine owns the run (e.g. a CLI training)."""
+    pid = summary.get("pid")
+    if summary.get("host") != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class RunInfo:
+    id: str
+    path: Path
+    name: str
+    model: str
+    status: str
+    data: str
+    epochs_done: int
+    epochs: int
+    best_val_acc: float | None
+    test_acc: float | None
+    message: str
+    created: float
+
+
+def run_info(run_dir: Path) -> RunInfo:
+    from core.models import describe_ref
+
+    config, summary = read_config(run_dir), read_summary(run_dir)
+    return RunInfo(
+        id=run_dir.name, path=run_dir, name=config.get("name") or run_dir.name,
+        model=describe_ref(config.get("model", {})), status=summary.get("status", "interrupted"),
+        data=str(config.get("data", "")), epochs_done=int(summary.get("epochs_done", 0)),
+        epochs=int(config.get("epochs", 0)), best_val_acc=summary.get("best_val_acc"),
+        test_acc=summary.get("test_acc"), message=summary.get("message", ""),
+        created=float(summary.get("created", run_dir.stat().st_mtime)),
+    )
+
+
+def list_runs(runs_dir: str | Path) -> list[RunInfo]:
+    """Every run folder (one with a config.json), newest first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    found = [run_info(p) for p in runs_dir.iterdir() if (p / "config.json").is_file()]
+    return sorted(found, key=lambda r: (r.created, r.id), reverse=True)
+
+
+def mark_interrupted(runs_dir: str | Path, live_ids: set[str] = frozenset()) -> list[str]:
+    """Runs left `running` or `queued` by a process that is gone become `interrupted`.
+
+    Called once when the app (or the CLI) starts: a run another live process is training
+    keeps its status.
+    """
+    marked = []
+    for run in list_runs(runs_dir):
+        if run.status in ("running", "queued") and run.id not in live_ids:
+            if not _trained_elsewhere(read_summary(run.path)):
+                update_summary(run.path, status="interrupted")
+                marked.append(run.id)
+    return marked
