@@ -1,6 +1,123 @@
-"""Sub-commands for this part of the app (filled in by its issue)."""
+"""`train`, `evaluate` and `predict`: the Training page's work, without a screen."""
 from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from core.cli import Output
+from core.errors import UserError
+from core.i18n import cli_lang, t
 
 
 def register(sub) -> None:
-    pass
+    lang = cli_lang()
+    p = sub.add_parser("train", help=t("training.cli.train_help", lang))
+    p.add_argument("--data", metavar="SPLIT", help=t("training.cli.data", lang))
+    p.add_argument("--model", metavar="NAME_OR_SPEC", default="simple_cnn", help=t("training.cli.model", lang))
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--img-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", default="adam", help="adam | adamw | sgd")
+    p.add_argument("--scheduler", default="none", help="none | step | plateau | cosine | onecycle")
+    p.add_argument("--augment", default="seed", help="none | light | seed | strong")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.add_argument("--runs-dir", metavar="DIR", help=t("training.cli.runs_dir", lang))
+    p.add_argument("--name", default="")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--resume", metavar="RUN", help=t("training.cli.resume", lang))
+    p.set_defaults(handler=train)
+
+    p = sub.add_parser("evaluate", help=t("training.cli.evaluate_help", lang))
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--data", metavar="SPLIT", help=t("training.cli.data", lang))
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.set_defaults(handler=evaluate)
+
+    p = sub.add_parser("predict", help=t("training.cli.predict_help", lang))
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("images", metavar="IMAGE", nargs="+")
+    p.add_argument("--topk", type=int, default=5)
+    p.set_defaults(handler=predict)
+
+
+def find_run(run: str) -> Path:
+    """A run folder given by path, or by id in the workspace's runs folder."""
+    from core.workspace import Workspace
+
+    for path in (Path(run).expanduser(), Workspace.open().runs / run):
+        if (path / "config.json").is_file():
+            return path.resolve()
+    raise UserError("training.run_not_found", run=run)
+
+
+def _stop_on_ctrl_c(stop: threading.Event) -> None:
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+
+def train(args: argparse.Namespace, out: Output) -> int:
+    from core.models import load_ref
+    from core.training import runs
+    from core.training.config import TrainConfig
+    from core.training.engine import Trainer, start_run
+    from core.workspace import Workspace
+
+    ws = Workspace.open()
+    if args.resume:
+        run_dir = find_run(args.resume)
+        config = TrainConfig.from_dict({k: v for k, v in runs.read_config(run_dir).items()
+                                        if k in TrainConfig.__dataclass_fields__})
+    else:
+        if not args.data:
+            raise UserError("training.cli.need_data")
+        config = TrainConfig(
+            data=str(Path(args.data).resolve()), model=load_ref(args.model, ws.models), name=args.name,
+            img_size=args.img_size, batch_size=args.batch_size, epochs=args.epochs, optimizer=args.optimizer,
+            lr=args.lr, scheduler=args.scheduler, augment=args.augment, device=args.device, seed=args.seed,
+        ).validated()
+        run_dir = start_run(config, Path(args.runs_dir) if args.runs_dir else ws.runs)
+
+    def on_record(record: dict) -> None:
+        if record["type"] == "epoch":
+            out.emit({k: v for k, v in record.items() if k != "type"}, out.t("training.cli.epoch_line", **record))
+
+    stop = threading.Event()
+    _stop_on_ctrl_c(stop)
+    out.emit({"run": str(run_dir), "event": "start"}, out.t("training.cli.started", run=run_dir))
+    summary = Trainer(config, run_dir, cache_dir=ws.cache, stop=stop, on_record=on_record).run(resume=bool(args.resume))
+    out.emit({"run": str(run_dir), "summary": summary},
+             out.t("training.cli.done", status=summary["status"], best=summary.get("best_val_acc") or 0.0,
+                   test=summary.get("test_acc") if summary.get("test_acc") is not None else float("nan"), run=run_dir))
+    return 0
+
+
+def evaluate(args: argparse.Namespace, out: Output) -> int:
+    from core.training.evaluate import evaluate_run
+    from core.workspace import Workspace
+
+    result = evaluate_run(find_run(args.run), args.data, args.split, cache_dir=Workspace.open().cache)
+    result.pop("predictions")
+    lines = [out.t("training.cli.eval_head", split=args.split, n=result["n"], acc=result["accuracy"])]
+    lines += [f"  {r['class']:<24} P {r['precision']:.3f}  R {r['recall']:.3f}  F1 {r['f1']:.3f}  n {r['support']}"
+              for r in result["per_class"]]
+    lines.append(out.t("training.cli.confusion"))
+    lines += ["  " + " ".join(f"{v:>5}" for v in row) for row in result["confusion"]]
+    out.emit(result, "\n".join(lines))
+    return 0
+
+
+def predict(args: argparse.Namespace, out: Output) -> int:
+    from core.data.images import open_image
+    from core.training.api import load_model, predict as predict_probs
+
+    model, info = load_model(find_run(args.run))
+    for path in args.images:
+        probs = predict_probs(model, [open_image(path)], info)[0]
+        top = probs.topk(min(args.topk, len(probs)))
+        ranked = [{"class": info.classes[i], "name": info.display_names[i], "p": round(float(p), 6)}
+                  for p, i in zip(top.values.tolist(), top.indices.tolist())]
+        text = f"{path}\n" + "\n".join(f"  {r['name']:<24} {r['p']:.3f}" for r in ranked)
+        out.emit({"image": path, "top": ranked}, text)
+    return 0

@@ -426,6 +426,7 @@ def start_run(cfg: TrainConfig, runs_dir: Path, status: str = "queued") -> Path:
     from core.models import describe_ref
 
     cfg = cfg.validated()
+    read_split_info(cfg.data)  # a wrong folder is refused before a run folder exists
     run_dir = runs.new_run_dir(runs_dir, cfg.name or describe_ref(cfg.model))
     runs.write_json(run_dir / "config.json", cfg.to_dict())
     runs.update_summary(run_dir, status=status, created=time.time(), **runs.owner())
