@@ -1,0 +1,201 @@
+"""Benchmark: the training loop the course writes by hand vs `core.training`, same model, data and epochs.
+
+    .venv/bin/python bench/bench_training.py                       # 10,000 JPEGs, 32 px, 3 epochs
+    .venv/bin/python bench/bench_training.py --images 2000 --epochs 2 --models simple_cnn
+
+Generates a demo set of `--images` JPEGs (`core.data.demo`, `--side` px) in a temporary folder,
+splits it, then trains each model twice in one process, alternating:
+  * course:  torchvision ImageFolder + per-image transforms (Resize, flip, pad-crop, colour
+             jitter, ToTensor, Normalize) + DataLoader(num_workers=2), batch 64, Adam, the
+             val loop after every epoch, best weights saved with torch.save, a test pass;
+  * ours:    `core.training.engine.Trainer` on the same split: decode-once cache (built inside
+             the timing), batched "seed" augmentation, val after every epoch, atomic
+             checkpoints, runs on disk, the test evaluation with predictions.csv.
+It prints, per model: training images/s (train loop only) and end-to-end images/s (everything
+from the first decoded file to the test accuracy), their ratios, both test accuracies, and
+where our time goes: the pure forward/backward/step on ready tensors vs our data pipeline
+(cache gather + augmentation + normalisation) for the same batches.
+
+Numbers depend on the machine and its load: compare the ratios printed in one run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.data.augment import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from core.data.cache import load_images  # noqa: E402
+from core.data.demo import make_demo  # noqa: E402
+from core.data.split import split_dataset  # noqa: E402
+from core.models import build_model  # noqa: E402
+from core.training import runs  # noqa: E402
+from core.training.config import TrainConfig  # noqa: E402
+from core.training.engine import Batches, Trainer  # noqa: E402
+
+
+# --- the course's loop, as written by hand ----------------------------------------------------
+def course_loaders(split: Path, size: int, batch: int, workers: int):
+    from torchvision import datasets, transforms
+
+    norm = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    train_tf = transforms.Compose([transforms.Resize((size, size)), transforms.RandomHorizontalFlip(),
+                                   transforms.RandomCrop(size, padding=size // 8),
+                                   transforms.ColorJitter(0.2, 0.2, 0.2), transforms.ToTensor(), norm])
+    eval_tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(), norm])
+    loader = lambda name, tf, shuffle: torch.utils.data.DataLoader(  # noqa: E731
+        datasets.ImageFolder(str(split / name), tf), batch_size=batch, shuffle=shuffle, num_workers=workers)
+    return loader("train", train_tf, True), loader("val", eval_tf, False), loader("test", eval_tf, False)
+
+
+def course_accuracy(model: nn.Module, loader) -> float:
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in loader:
+            correct += (model(x).argmax(1) == y).sum().item()
+            total += len(y)
+    return correct / total
+
+
+def course_run(split: Path, preset: str, args, work: Path) -> dict:
+    start = time.perf_counter()
+    torch.manual_seed(args.seed)
+    train_loader, val_loader, test_loader = course_loaders(split, args.img_size, args.batch, args.workers)
+    model = build_model({"preset": preset}, len(train_loader.dataset.classes), args.img_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    criterion = nn.CrossEntropyLoss()
+    train_seconds, seen, best = 0.0, 0, -1.0
+    for epoch in range(args.epochs):
+        model.train()
+        t0 = time.perf_counter()
+        running_loss = correct = 0
+        for x, y in train_loader:
+            optimizer.zero_grad()
+            out = model(x)
+            loss = criterion(out, y)
+            loss.backward()
+            optimizer.step()
+            running_loss += loss.item() * len(y)
+            correct += (out.argmax(1) == y).sum().item()
+            seen += len(y)
+        train_seconds += time.perf_counter() - t0
+        val_acc = course_accuracy(model, val_loader)
+        if val_acc > best:
+            best = val_acc
+            torch.save(model.state_dict(), work / f"course_{preset}_best.pt")
+    model.load_state_dict(torch.load(work / f"course_{preset}_best.pt", weights_only=True))
+    test_acc = course_accuracy(model, test_loader)
+    wall = time.perf_counter() - start
+    return {"train_img_per_s": seen / train_seconds, "wall_img_per_s": seen / wall, "wall_s": wall,
+            "train_s": train_seconds, "best_val_acc": best, "test_acc": test_acc}
+
+
+# --- core.training -----------------------------------------------------------------------------
+def ours_run(split: Path, preset: str, args, work: Path, tag: str) -> dict:
+    cache = work / f"cache-{tag}"  # fresh per run: the cache build is part of the time
+    start = time.perf_counter()
+    cfg = TrainConfig(data=str(split), model={"preset": preset}, img_size=args.img_size, batch_size=args.batch,
+                      epochs=args.epochs, optimizer="adam", lr=1e-3, augment="seed", device="cpu", seed=args.seed)
+    run_dir = runs.new_run_dir(work / "runs", f"{preset}-{tag}")
+    summary = Trainer(cfg, run_dir, cache_dir=cache).run()
+    wall = time.perf_counter() - start
+    n_train = runs.read_config(run_dir)["n_train"]
+    seen = (n_train - (n_train % args.batch == 1)) * len(runs.read_metrics(run_dir, "epoch"))  # a batch of 1 is dropped
+    train_s = seen / summary["img_per_s"]
+    return {"train_img_per_s": summary["img_per_s"], "wall_img_per_s": seen / wall, "wall_s": wall,
+            "train_s": train_s, "best_val_acc": summary["best_val_acc"], "test_acc": summary.get("test_acc")}
+
+
+def pipeline_split(split: Path, preset: str, args, work: Path) -> dict:
+    """Seconds per image of our data pipeline alone vs forward+backward+step alone, same batches."""
+    images = load_images(split, "train", args.img_size, work / "cache-split")
+    batches = Batches(images, args.batch, torch.device("cpu"), IMAGENET_MEAN, IMAGENET_STD, "seed",
+                      torch.Generator().manual_seed(0))
+    start = time.perf_counter()
+    ready = [(x, y) for x, y, _ in batches]
+    data_s = time.perf_counter() - start
+    torch.manual_seed(args.seed)
+    model = build_model({"preset": preset}, len(images.classes), args.img_size)
+    optimizer, criterion = torch.optim.Adam(model.parameters(), lr=1e-3), nn.CrossEntropyLoss()
+    model.train()
+    start = time.perf_counter()
+    for x, y in ready:
+        optimizer.zero_grad(set_to_none=True)
+        criterion(model(x), y).backward()
+        optimizer.step()
+    compute_s = time.perf_counter() - start
+    n = sum(len(y) for _, y in ready)
+    return {"data_ms_per_100": 1e5 * data_s / n, "compute_ms_per_100": 1e5 * compute_s / n,
+            "data_over_compute": data_s / compute_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=10_000, help="JPEGs in the generated set")
+    parser.add_argument("--classes", type=int, default=5)
+    parser.add_argument("--side", type=int, default=64, help="side of the generated JPEGs")
+    parser.add_argument("--img-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the course loop")
+    parser.add_argument("--models", nargs="+", default=["simple_cnn", "cbam_cnn"])
+    parser.add_argument("--repeats", type=int, default=1, help="alternating pairs per model (median reported)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it (reused when present)")
+    args = parser.parse_args()
+
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {platform.platform()}"
+    print(machine, flush=True)
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_training_"))
+    results: dict = {"machine": machine, "args": vars(args), "models": {}}
+    try:
+        src, split = work / "src", work / "split"
+        if not (split / "split.json").is_file():
+            t0 = time.perf_counter()
+            make_demo(src, classes=args.classes, per_class=args.images // args.classes, size=args.side, seed=0)
+            split_dataset(src, split, val=0.1, test=0.1, seed=args.seed)
+            print(f"generated and split {args.images} JPEGs in {time.perf_counter() - t0:.1f} s", flush=True)
+        for preset in args.models:
+            pairs = {"course": [], "ours": []}
+            for r in range(args.repeats):
+                # Alternate who goes first, so a load spike on the shared machine hits both alike.
+                order = ("course", "ours") if r % 2 == 0 else ("ours", "course")
+                for who in order:
+                    res = (course_run(split, preset, args, work) if who == "course"
+                           else ours_run(split, preset, args, work, f"r{r}"))
+                    pairs[who].append(res)
+                    print(f"{preset:<11} {who:<6} train {res['train_img_per_s']:7.0f} img/s   end-to-end "
+                          f"{res['wall_img_per_s']:7.0f} img/s ({res['wall_s']:.1f} s)   val {res['best_val_acc']:.3f}"
+                          f"   test {res['test_acc']:.3f}", flush=True)
+            med = {who: {k: statistics.median(p[k] for p in pairs[who]) for k in pairs[who][0]} for who in pairs}
+            split_cost = pipeline_split(split, preset, args, work)
+            entry = {"course": med["course"], "ours": med["ours"], "pipeline": split_cost,
+                     "train_speedup": med["ours"]["train_img_per_s"] / med["course"]["train_img_per_s"],
+                     "end_to_end_speedup": med["ours"]["wall_img_per_s"] / med["course"]["wall_img_per_s"]}
+            results["models"][preset] = entry
+            print(f"{preset:<11} ours/course: training {entry['train_speedup']:.2f}x, end-to-end "
+                  f"{entry['end_to_end_speedup']:.2f}x; test acc {med['ours']['test_acc']:.3f} vs "
+                  f"{med['course']['test_acc']:.3f}; data pipeline {split_cost['data_ms_per_100']:.1f} ms vs "
+                  f"forward/backward {split_cost['compute_ms_per_100']:.1f} ms per 100 images "
+                  f"({100 * split_cost['data_over_compute']:.1f}%)", flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(results, default=float))
+
+
+if __name__ == "__main__":
+    main()
