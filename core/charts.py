@@ -85,3 +85,33 @@ def topk_bars(names: list[str], probs: list[float], title: str, highlight: str |
     fig = styled(fig, title)
     fig.update_layout(height=max(200, 36 * len(names) + 80))
     return fig
+
+
+# --- Training ---------------------------------------------------------------------------------
+
+def smooth(values: list[float], weight: float = 0.9) -> list[float]:
+    """TensorBoard-style exponential moving average, bias-corrected so it starts at the data."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, 1):
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight**i))
+    return out
+
+
+def iteration_loss(records: list[dict], title: str, raw_label: str, smooth_label: str) -> go.Figure:
+    """Loss every few steps: the raw values faint, their moving average bold."""
+    steps = [r["step"] for r in records]
+    losses = [r["loss"] for r in records]
+    fig = go.Figure([
+        go.Scatter(x=steps, y=losses, mode="lines", name=raw_label, line=dict(color="rgba(59,111,216,0.3)")),
+        go.Scatter(x=steps, y=smooth(losses), mode="lines", name=smooth_label, line=dict(color="#3b6fd8", width=2)),
+    ])
+    return styled(fig, title)
+
+
+def lr_curve(records: list[dict], title: str) -> go.Figure:
+    """The learning rate per step, on a log axis (schedulers change it by orders of magnitude)."""
+    fig = go.Figure(go.Scatter(x=[r["step"] for r in records], y=[r["lr"] for r in records], mode="lines",
+                               line=dict(color="#00a36c")))
+    fig.update_yaxes(type="log")
+    return styled(fig, title)

@@ -1,6 +1,212 @@
+"""Training page: settings, Start / Stop / queue, live curves, and every run kept on disk."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
 
 import ui
+from core import charts, device, models
+from core.data.augment import AUGMENT_PRESETS
+from core.training import runs
+from core.training.config import OPTIMIZERS, SCHEDULERS, TrainConfig
+from core.training.jobs import registry
+
+ss = st.session_state
+ws = ui.workspace()
+jobs = registry()
+jobs.attach(ws.runs)
 
 st.title(ui.t("nav.training"))
-ui.coming("page.training.what")
+
+
+def split_choices() -> list[str]:
+    current = ws.state().get("current_split")
+    found = sorted(str(p.parent) for p in ws.splits.glob("*/split.json"))
+    if current and (Path(current) / "split.json").is_file() and current not in found:
+        found.insert(0, current)
+    return found
+
+
+def model_choices() -> dict[str, dict]:
+    """Label -> model reference: saved specs first (the Model page's work), then presets, backbones."""
+    choices = {}
+    for name in models.list_specs(ws.models):
+        with ui.user_errors():
+            choices[f"💾 {name}"] = models.load_spec(ws.models, name)
+    choices |= {p: {"preset": p} for p in models.PRESETS}
+    choices |= {f"{b} ({ui.t('training.backbone')})": {"backbone": b, "pretrained": False, "weights_path": None}
+                for b in models.BACKBONES}
+    return choices
+
+
+def settings_form() -> TrainConfig | None:
+    """The form; returns the config when Start or Add to queue was pressed (ss.start_now tells which)."""
+    splits = split_choices()
+    if not splits:
+        st.info(ui.t("training.no_split"), icon="🗂️")
+        return None
+    current = ws.state().get("current_split")
+    options = model_choices()
+    with st.form("train_form"):
+        c1, c2 = st.columns([2, 1])
+        data = c1.selectbox(ui.t("training.data"), splits, index=splits.index(current) if current in splits else 0)
+        label = c2.selectbox(ui.t("training.model"), list(options))
+        c = st.columns(4)
+        img_size = c[0].number_input(ui.t("training.img_size"), 32, 512, 64, step=16,
+                                     help=ui.t("training.img_size_help"))
+        batch_size = c[1].number_input(ui.t("training.batch_size"), 2, 1024, 64, step=16)
+        epochs = c[2].number_input(ui.t("training.epochs"), 1, 500, 10)
+        augment = c[3].selectbox(ui.t("training.augment"), AUGMENT_PRESETS, index=AUGMENT_PRESETS.index("seed"))
+        c = st.columns(4)
+        optimizer = c[0].selectbox(ui.t("training.optimizer"), OPTIMIZERS)
+        lr = c[1].number_input(ui.t("training.lr"), 1e-6, 10.0, 1e-3, format="%.0e", step=1e-4)
+        scheduler = c[2].selectbox(ui.t("training.scheduler"), SCHEDULERS,
+                                   format_func=lambda s: ui.t(f"training.scheduler.{s}"))
+        run_device = c[3].selectbox(ui.t("sidebar.device"), ["auto", *device.available()])
+        with st.expander(ui.t("training.more")):
+            c = st.columns(4)
+            weight_decay = c[0].number_input(ui.t("training.weight_decay"), 0.0, 1.0, 0.0, format="%.0e", step=1e-4)
+            label_smoothing = c[1].number_input(ui.t("training.label_smoothing"), 0.0, 0.5, 0.0, step=0.05)
+            patience = c[2].number_input(ui.t("training.patience"), 0, 100, 0, help=ui.t("training.patience_help"))
+            seed = c[3].number_input(ui.t("training.seed"), 0, 2**31 - 1, 42)
+            c = st.columns(4)
+            normalization = c[0].selectbox(ui.t("training.normalization"), ("imagenet", "dataset"),
+                                           format_func=lambda s: ui.t(f"training.norm.{s}"))
+            freeze_epochs = c[1].number_input(ui.t("training.freeze_epochs"), 0, 100, 0,
+                                              help=ui.t("training.freeze_help"))
+            unfreeze_factor = c[2].number_input(ui.t("training.unfreeze_factor"), 0.001, 1.0, 0.1, step=0.05)
+            tensorboard = c[3].checkbox(ui.t("training.tensorboard"))
+            name = st.text_input(ui.t("training.name"), placeholder=ui.t("training.name_hint"))
+        c = st.columns([1, 1, 4])
+        start = c[0].form_submit_button(ui.t("training.start"), type="primary")
+        queue = c[1].form_submit_button(ui.t("training.queue"))
+    if not (start or queue):
+        return None
+    ss.start_now = start
+    ref = options[label]
+    return TrainConfig(
+        data=data, model=ref, name=name.strip() or models.describe_ref(ref), img_size=int(img_size),
+        batch_size=int(batch_size), epochs=int(epochs), optimizer=optimizer, lr=float(lr),
+        weight_decay=float(weight_decay), scheduler=scheduler, label_smoothing=float(label_smoothing),
+        augment=augment, normalization=normalization, early_stop_patience=int(patience),
+        freeze_epochs=int(freeze_epochs), unfreeze_lr_factor=float(unfreeze_factor), device=run_device,
+        seed=int(seed), tensorboard=tensorboard)
+
+
+def watch(run_id: str) -> None:
+    st.query_params["run"] = run_id  # a reload or a shared link re-attaches to this run
+
+
+def live_state(run_id: str) -> dict:
+    """The run as the charts need it: from the training thread when it is ours, else from disk."""
+    snap = jobs.snapshot(run_id)
+    run_dir = ws.runs / run_id
+    if snap is None:
+        summary = runs.read_summary(run_dir)
+        return {"status": summary.get("status", "interrupted"), "progress": {}, "records": runs.read_metrics(run_dir),
+                "message": summary.get("message", ""), "message_key": summary.get("message_key", ""),
+                "message_params": summary.get("message_params", {})}
+    return snap
+
+
+def draw_run(run_id: str) -> None:
+    state = live_state(run_id)
+    status = state["status"]
+    head = st.columns([4, 1])
+    head[0].subheader(f"{run_id} · {ui.t('training.status.' + status)}")
+    if status in ("running", "queued") and head[1].button(ui.t("training.stop"), key=f"stop_{run_id}"):
+        jobs.stop(run_id)
+    if state["message_key"]:
+        st.error(ui.t(state["message_key"], **state["message_params"]), icon="⚠️")
+    elif state["message"]:
+        st.error(state["message"], icon="⚠️")
+    p = state["progress"]
+    if status == "running" and p:
+        done = ((p["epoch"] - 1) * p["batches"] + p["batch"]) / max(1, p["epochs"] * p["batches"])
+        eta = f"{p['eta_s'] / 60:.1f} min" if p.get("eta_s") else "…"
+        st.progress(min(1.0, done), text=ui.t("training.progress", epoch=p["epoch"], epochs=p["epochs"],
+                                                batch=p["batch"], batches=p["batches"],
+                                                rate=f"{p['img_per_s']:.0f}", eta=eta))
+    records = state["records"]
+    epochs = [r for r in records if r.get("type") == "epoch"]
+    iters = [r for r in records if r.get("type") == "iter"]
+    if any(r.get("type") == "note" for r in records):
+        st.info(ui.t("training.early_stopped"))
+    if not iters:
+        st.caption(ui.t("training.waiting"))
+        return
+    c = st.columns(2)
+    c[0].plotly_chart(charts.iteration_loss(iters, ui.t("training.chart.iter_loss"), ui.t("training.chart.raw"),
+                                            ui.t("training.chart.smoothed")), key=f"iter_{run_id}")
+    c[1].plotly_chart(charts.lr_curve(iters, ui.t("training.chart.lr")), key=f"lr_{run_id}")
+    if epochs:
+        c = st.columns(2)
+        for col, metric in zip(c, ("loss", "acc")):
+            col.plotly_chart(charts.run_curves({run_id[-24:]: epochs}, metric, ui.t(f"training.chart.{metric}"),
+                                               ui.t("training.chart.train"), ui.t("training.chart.val")),
+                             key=f"{metric}_{run_id}")
+
+
+@st.fragment(run_every=1.0)
+def live(run_id: str) -> None:
+    """Redrawn every second while the run trains; the rest of the page stays usable."""
+    draw_run(run_id)
+    if live_state(run_id)["status"] not in ("running", "queued"):
+        st.rerun()  # the run ended: refresh the run list and stop polling
+
+
+def run_table(all_runs: list[runs.RunInfo]) -> None:
+    frame = pd.DataFrame([{
+        ui.t("training.col.run"): r.id, ui.t("training.col.model"): r.model,
+        ui.t("training.col.status"): ui.t("training.status." + r.status),
+        ui.t("training.col.epochs"): f"{r.epochs_done}/{r.epochs}",
+        ui.t("training.col.best_val"): r.best_val_acc, ui.t("training.col.test"): r.test_acc,
+    } for r in all_runs])
+    st.dataframe(frame, hide_index=True, width="stretch", column_config={
+        ui.t("training.col.best_val"): st.column_config.NumberColumn(format="%.3f"),
+        ui.t("training.col.test"): st.column_config.NumberColumn(format="%.3f")})
+
+
+# --- the page, top to bottom ------------------------------------------------------------------
+with ui.user_errors():
+    config = settings_form()
+    if config is not None:
+        run_id = jobs.submit(config, ws.runs, ws.cache)
+        if ss.start_now or not st.query_params.get("run"):
+            watch(run_id)
+        st.toast(ui.t("training.queued", run=run_id))
+
+all_runs = runs.list_runs(ws.runs)
+if not all_runs:
+    st.caption(ui.t("training.no_runs"))
+    st.stop()
+
+st.divider()
+ids = [r.id for r in all_runs]
+watched = st.query_params.get("run")
+if watched not in ids:
+    watched = jobs.active() or ids[0]
+choice = st.selectbox(ui.t("training.watch"), ids, index=ids.index(watched))
+if choice != st.query_params.get("run"):
+    watch(choice)
+info = next(r for r in all_runs if r.id == choice)
+if info.status in ("running", "queued"):
+    live(choice)
+else:
+    draw_run(choice)
+    if info.status in runs.RESUMABLE and (info.path / "last.pt").is_file():
+        if st.button(ui.t("training.resume"), key="resume"):
+            with ui.user_errors():
+                jobs.resume(info.path, ws.cache)
+                st.rerun()
+st.caption(ui.t("training.folder", path=str(info.path)))
+if runs.read_config(info.path).get("tensorboard"):
+    st.code(f"tensorboard --logdir {info.path / 'tensorboard'}", language="bash")
+
+queued = jobs.queued()
+if queued:
+    st.caption(ui.t("training.queue_list", runs=", ".join(queued)))
+st.subheader(ui.t("training.runs"))
+run_table(all_runs)
