@@ -311,6 +311,11 @@ class Trainer:
         state = checkpoint.load(self.run_dir / "last.pt") if resume else None
         started = time.time()
         self._build(state)
+        if not resume:
+            # last.pt always holds an epoch boundary (here: epoch 0), so a stop or a kill at any
+            # moment leaves a checkpoint whose model, optimizer, scheduler and RNG states agree;
+            # resuming redoes the partial epoch exactly as an uninterrupted run would.
+            self._save_last()
         self._write_config()
         if resume:
             runs.truncate_metrics(self.run_dir, self.epoch)
@@ -321,7 +326,8 @@ class Trainer:
             self._loop()
             status = "finished"
         except Stopped:
-            self._save_last()
+            # last.pt stays at the last epoch boundary: a mid-epoch one would over-step per-batch
+            # schedulers such as one-cycle when resumed.
             status = "stopped"
         seconds = runs.read_summary(self.run_dir).get("seconds", 0.0) + time.time() - started
         summary = runs.update_summary(self.run_dir, status=status, seconds=round(seconds, 2),
