@@ -41,7 +41,8 @@ def load(path: Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as err:
-        raise UserError("training.checkpoint_unreadable", path=str(path), reason=str(err).splitlines()[0][:200]) from None
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]  # an empty file's error has no text
+        raise UserError("training.checkpoint_unreadable", path=str(path), reason=reason) from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT or "model" not in obj:
         raise UserError("training.checkpoint_foreign", path=str(path))
     return obj
