@@ -6,7 +6,9 @@
 Prints images/s (median over repeats) per preset and size, then the course's CBAM-CNN
 (written here as the course writes it: two MLP calls, 1x1 convs, AdaptiveAvg/MaxPool) against
 ours, timed alternately in the same run so that a noisy shared machine hits both alike; the
-ratio is the median of the paired per-repeat speed-ups (>1: ours is faster).
+ratio is the median of the paired per-repeat speed-ups (>1: ours is faster), "best-of" the
+ratio of the fastest repeats (least disturbed by other work on a shared machine). Attention
+blocks alone (CBAM, SE) are compared the same way.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from core.models import PRESETS, build_model  # noqa: E402
+from core.models import CBAM, PRESETS, SE, build_model  # noqa: E402
 
 BATCH = {32: 64, 64: 32, 128: 16, 224: 8}
 
@@ -61,6 +63,19 @@ class CourseCBAM(nn.Module):
     def forward(self, x):
         x = x * self.ca(x)
         return x * self.sa(x)
+
+
+class CourseSE(nn.Module):
+    def __init__(self, channel: int, reduction: int = 16) -> None:
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Sequential(nn.Linear(channel, channel // reduction, bias=False), nn.ReLU(inplace=True),
+                                nn.Linear(channel // reduction, channel, bias=False), nn.Sigmoid())
+
+    def forward(self, x):
+        b, c, _, _ = x.size()
+        y = self.fc(self.avg_pool(x).view(b, c)).view(b, c, 1, 1)
+        return x * y.expand_as(x)
 
 
 class CourseCBAMCNN(nn.Module):
@@ -105,6 +120,19 @@ def step_times(models: dict[str, nn.Module], size: int, batch: int, repeats: int
     return times
 
 
+def block_times(ours: nn.Module, course: nn.Module, shape: tuple[int, ...], repeats: int) -> dict[str, list[float]]:
+    """Seconds per forward+backward of one attention block on a [B, C, H, W] map, alternating."""
+    x = torch.rand(*shape, requires_grad=True)
+    times: dict[str, list[float]] = {"ours": [], "course": []}
+    for i in range(repeats + 1):
+        for k, m in (("ours", ours), ("course", course)):
+            start = time.perf_counter()
+            m(x).sum().backward()
+            if i:  # the first round warms up
+                times[k].append(time.perf_counter() - start)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 224])
@@ -134,9 +162,24 @@ def main() -> None:
             r = {k: batch / statistics.median(v) for k, v in t.items()}
             # Paired: each repeat times both back to back, so load changes hit both alike.
             ratio = statistics.median(c / o for o, c in zip(t["ours"], t["course"]))
-            results["cbam_vs_course"].setdefault(size, {})[layout] = {k: round(v, 1) for k, v in r.items()} | {"ratio": round(ratio, 3)}
+            best = min(t["course"]) / min(t["ours"])
+            results["cbam_vs_course"].setdefault(size, {})[layout] = {k: round(v, 1) for k, v in r.items()} | {
+                "ratio": round(ratio, 3), "ratio_best": round(best, 3)}
             if not args.json:
-                print(f"cbam_cnn {size:>4} px {layout:<13}  ours {r['ours']:8.1f}  course {r['course']:8.1f} img/s  ratio {ratio:.2f}", flush=True)
+                print(f"cbam_cnn {size:>4} px {layout:<13}  ours {r['ours']:8.1f}  course {r['course']:8.1f} img/s  "
+                      f"ratio {ratio:.2f} (best-of {best:.2f})", flush=True)
+    results["blocks"] = {}
+    for shape in [(64, 32, 16, 16), (16, 64, 56, 56), (16, 256, 14, 14)]:
+        for name, ours, course in [("cbam", CBAM(shape[1]), CourseCBAM(shape[1])), ("se", SE(shape[1]), CourseSE(shape[1]))]:
+            t = block_times(ours, course, shape, args.repeats * 2)
+            ratio = statistics.median(c / o for o, c in zip(t["ours"], t["course"]))
+            key = f"{name} {'x'.join(map(str, shape))}"
+            best = min(t["course"]) / min(t["ours"])
+            results["blocks"][key] = {k: round(statistics.median(v) * 1e3, 2) for k, v in t.items()} | {
+                "ratio": round(ratio, 3), "ratio_best": round(best, 3)}
+            if not args.json:
+                print(f"{key:<18} fwd+bwd ms  ours {statistics.median(t['ours']) * 1e3:7.2f}  course "
+                      f"{statistics.median(t['course']) * 1e3:7.2f}  ratio {ratio:.2f} (best-of {best:.2f})", flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
 
