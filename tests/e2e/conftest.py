@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 import pytest
 
 from tests.conftest import ROOT
+from tests.e2e.streamlit_ui import COUNT_RUNS
 
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = [
@@ -181,6 +182,7 @@ def open_browser(playwright_driver, _contexts, tmp_path_factory, request):
                 viewport=VIEWPORT,
             )
             context.set_default_timeout(30_000)
+            context.add_init_script(COUNT_RUNS)
             _contexts[locale] = context
         return _contexts[locale]
 

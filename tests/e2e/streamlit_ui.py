@@ -9,8 +9,10 @@ import re
 import time
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 from playwright.sync_api import BrowserContext, Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from core import i18n
 
@@ -20,15 +22,40 @@ KEY_LIKE = re.compile(r"\b[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+\b")
 FILE_SUFFIXES = {"json", "jsonl", "csv", "pt", "pth", "py", "jpg", "jpeg", "png", "zip", "txt", "toml", "md"}
 
 
-def wait_idle(page: Page, timeout: float = 60_000, settle_ms: int = 300) -> None:
+# Installed in every tab (see conftest): counts the script runs the app has started, so an
+# action can wait for *its* rerun instead of guessing how long the browser takes to send it.
+COUNT_RUNS = """
+window.__stRuns = 0;
+new MutationObserver(records => {
+  for (const r of records) {
+    if (r.target.getAttribute && r.target.getAttribute('data-test-script-state') === 'running'
+        && r.oldValue !== 'running') window.__stRuns += 1;
+  }
+}).observe(document, {attributes: true, attributeOldValue: true, subtree: true,
+                      attributeFilter: ['data-test-script-state']});
+"""
+
+
+def runs_started(page: Page) -> int:
+    return page.evaluate("() => window.__stRuns || 0")
+
+
+def wait_idle(page: Page, timeout: float = 60_000, settle_ms: int = 300, after: int | None = None) -> None:
     """Wait until the script runs triggered by the last action have finished.
 
-    A rerun may start a moment after a click, and `st.rerun()` chains runs with a short idle
-    gap between them, so the app must stay idle for `settle_ms` to count as finished.
+    With `after` (a `runs_started` count taken before the action), first wait up to 5 s for a
+    new run to start. `st.rerun()` chains runs with a short idle gap between them, so the app
+    must also stay idle for `settle_ms` to count as finished.
     """
     idle = '[data-testid="stApp"][data-test-script-state="notRunning"]'
     deadline = time.monotonic() + timeout / 1000
-    page.wait_for_timeout(100)
+    if after is not None:
+        try:
+            page.wait_for_function(f"() => (window.__stRuns || 0) > {after}", timeout=5_000, polling=50)
+        except PlaywrightTimeout:
+            pass  # the action did not rerun the script (or the run was over before we looked)
+    else:
+        page.wait_for_timeout(100)
     while True:
         page.wait_for_selector(idle, state="attached", timeout=max(1.0, deadline - time.monotonic()) * 1000)
         page.wait_for_timeout(settle_ms)
@@ -100,28 +127,39 @@ def text_input(page: Page, label: str, value: str) -> None:
     """Type into a text input and commit it with Enter, as a user does."""
     box = page.get_by_label(label, exact=True)
     box.fill(value)
+    before = runs_started(page)
     box.press("Enter")
-    wait_idle(page)
+    wait_idle(page, after=before)
+
+
+def act(page: Page, action: Callable[[], object]) -> None:
+    """Do `action` (a click, a key press...) and wait for the rerun it causes to finish."""
+    before = runs_started(page)
+    action()
+    wait_idle(page, after=before)
 
 
 def click(page: Page, label: str, index: int = 0) -> None:
+    before = runs_started(page)
     page.get_by_role("button", name=label, exact=True).nth(index).click()
-    wait_idle(page)
+    wait_idle(page, after=before)
 
 
 def upload(page: Page, label: str, files: Path | list[Path]) -> None:
     """Give files to the `st.file_uploader` whose label is `label`."""
     uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text=label)
+    before = runs_started(page)
     uploader.locator('input[type="file"]').set_input_files(files if isinstance(files, list) else [files])
-    wait_idle(page)
+    wait_idle(page, after=before)
 
 
 def select(page: Page, label: str, option: str) -> None:
     """Choose `option` in the selectbox labelled `label`."""
     box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label)
     box.locator('[data-baseweb="select"]').click()
+    before = runs_started(page)
     page.get_by_role("option", name=option, exact=True).click()
-    wait_idle(page)
+    wait_idle(page, after=before)
 
 
 def alerts(page: Page, kind: str = "error") -> list[str]:

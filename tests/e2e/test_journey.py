@@ -16,7 +16,7 @@ from core import i18n
 from tests.e2e import bad_files
 from tests.e2e.conftest import SCREENSHOTS
 from tests.e2e.streamlit_ui import (
-    alerts, assert_no_exception, click, expect_text, main, open_app, open_page, screenshot, text_input,
+    act, alerts, assert_no_exception, click, expect_text, main, open_app, open_page, screenshot, text_input,
     wait_idle,
 )
 
@@ -49,14 +49,12 @@ def create_and_split_demo(page, server) -> None:
 
 def build_and_save_cbam(page, server) -> None:
     open_page(page, server.url, "model")
-    page.get_by_text(en("models.page.mode_builder"), exact=True).click()
-    wait_idle(page)
+    act(page, page.get_by_text(en("models.page.mode_builder"), exact=True).click)
     click(page, en("models.page.from_cbam"))
     # Three CBAM blocks to start with: remove the last to make it small.
     blocks = page.get_by_role("button", name="✕")
     assert blocks.count() == 3
-    blocks.nth(2).click()
-    wait_idle(page)
+    act(page, blocks.nth(2).click)
     assert page.get_by_role("button", name="✕").count() == 2
     expect_text(page, en("models.page.total_params"))
     text_input(page, en("models.page.name"), SAVED_MODEL)
