@@ -1,7 +1,8 @@
 """Benchmark: localisation (the pointing game) per model on the demo set, and CAM speed.
 
     .venv/bin/python bench/bench_explain.py [--per-class 200] [--img-size 64] [--epochs 8]
-        [--models simple_cnn,cbam_cnn,resnet18_cbam] [--speed-size 224] [--repeats 7]
+        [--models simple_cnn,cbam_cnn,resnet18_cbam] [--extra-layers resnet18_cbam:att3]
+        [--methods gradcam,...] [--speed-size 224] [--repeats 7 (0: no speed test)]
 
 1. Localisation: makes the demo set (5 shapes x --per-class, 96 px, with object boxes), splits
    it 60/20/20, trains each model for --epochs on it, then scores the Grad-CAM maximum of every
@@ -69,13 +70,14 @@ def localisation(args: argparse.Namespace, root: Path) -> list[dict]:
         start = time.perf_counter()
         model, info = train(preset, root / "split", args.img_size, args.epochs)
         trained = time.perf_counter() - start
-        r = pointing_game(model, info, root / "split" / "test", method="gradcam")
-        row = {"model": preset, "layer": r.layer, "test_images": r.total, "correct": r.correct,
-               "test_acc": round(r.correct / r.total, 4), "hits": r.hits, "pointing": round(r.rate, 4),
-               "train_s": round(trained, 1), "score_s": round(time.perf_counter() - start - trained, 1)}
-        print(f"pointing  {preset:<14} layer {r.layer:<11} acc {row['test_acc']:.1%}  "
-              f"hits {r.hits}/{r.correct} = {r.rate:.1%}  (train {trained:.0f}s)", flush=True)
-        results.append(row)
+        for layer in [None, *args.extra_layers.get(preset, [])]:
+            r = pointing_game(model, info, root / "split" / "test", method="gradcam", layer=layer)
+            row = {"model": preset, "layer": r.layer, "default_layer": layer is None, "test_images": r.total,
+                   "correct": r.correct, "test_acc": round(r.correct / r.total, 4), "hits": r.hits,
+                   "pointing": round(r.rate, 4), "train_s": round(trained, 1)}
+            print(f"pointing  {preset:<14} layer {r.layer:<11} acc {row['test_acc']:.1%}  "
+                  f"hits {r.hits}/{r.correct} = {r.rate:.1%}  (train {trained:.0f}s)", flush=True)
+            results.append(row)
     return results
 
 
@@ -108,12 +110,19 @@ def speed(args: argparse.Namespace) -> list[dict]:
     return results
 
 
+def extra_layers(text: str) -> dict[str, list[str]]:
+    pairs = (item.split(":", 1) for item in text.split(",") if item)
+    return {model: layers.split("+") for model, layers in pairs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=200)
     parser.add_argument("--img-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--models", type=lambda s: s.split(","), default=["simple_cnn", "cbam_cnn", "resnet18_cbam"])
+    parser.add_argument("--extra-layers", type=extra_layers, default={},
+                        help="more layers to score, e.g. resnet18_cbam:att3+layer3,cbam_cnn:features.1")
     parser.add_argument("--methods", type=lambda s: s.split(","), default=["gradcam"])
     parser.add_argument("--speed-size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=7)
@@ -123,7 +132,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch threads {args.threads}, torch {torch.__version__}", flush=True)
-    summary = {"speed": speed(args)}
+    summary = {"speed": speed(args) if args.repeats else []}
     if not args.skip_localisation:
         with tempfile.TemporaryDirectory() as tmp:
             summary["localisation"] = localisation(args, Path(tmp))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -82,7 +83,7 @@ def compute_cams(
     if method not in METHODS:
         raise UserError("explain.unknown_method", name=method, choices=", ".join(METHODS))
     module = _layer(model, layer)
-    cam_class = getattr(pytorch_grad_cam, METHODS[method])
+    cam_class = _eigen_cam_class() if method == "eigencam" else getattr(pytorch_grad_cam, METHODS[method])
     with untouched(model):
         x = inputs.detach()
         # Registered before the library's hooks, so its gradient hook sees a tensor that needs one.
@@ -102,6 +103,35 @@ def compute_cams(
             leaf.remove()
     probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
     return np.clip(np.nan_to_num(maps.astype(np.float32)), 0.0, 1.0), probs
+
+
+@lru_cache(maxsize=1)
+def _eigen_cam_class() -> type:
+    """Eigen-CAM computed cheaply and with a fixed sign.
+
+    The package's version runs a full SVD of the (H*W) x C activations, U matrix included
+    ((H*W)^2 numbers: 3136^2 for a 56 x 56 map, seconds on a laptop), though only the first
+    right-singular vector is used; that vector is the top eigenvector of the C x C Gram matrix,
+    which is tiny. Its sign is arbitrary, so the map could come out negated and then zeroed by
+    the ReLU: here it is oriented to agree with the total activation.
+    """
+    from pytorch_grad_cam import EigenCAM
+
+    class ThinEigenCAM(EigenCAM):
+        def get_cam_image(self, input_tensor, target_layer, target_category, activations, grads, eigen_smooth):
+            maps = []
+            for a in np.nan_to_num(np.asarray(activations, dtype=np.float32)):
+                flat = a.reshape(a.shape[0], -1).T  # (H*W, C)
+                centred = flat - flat.mean(axis=0)
+                # First right-singular vector = top eigenvector of the small C x C Gram matrix.
+                _, vectors = np.linalg.eigh(centred.T @ centred)
+                projection = centred @ vectors[:, -1]
+                if np.dot(projection, flat.sum(axis=1) - flat.sum(axis=1).mean()) < 0:
+                    projection = -projection
+                maps.append(projection.reshape(a.shape[1:]))
+            return np.float32(maps)
+
+    return ThinEigenCAM
 
 
 def _num_classes(model: nn.Module) -> int | None:

@@ -103,3 +103,17 @@ def test_bad_choices_are_user_errors():
         with pytest.raises(UserError) as err:
             explain(model, info, photo, **kwargs)
         assert err.value.key == key
+
+
+def test_eigencam_is_the_packages_projection_with_a_fixed_sign():
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    from core.explain.cam import _eigen_cam_class
+
+    activations = np.random.default_rng(0).normal(size=(2, 16, 7, 9)).astype(np.float32) ** 2
+    ours = _eigen_cam_class().get_cam_image(None, None, None, None, activations, None, False)
+    theirs = get_2d_projection(activations)
+    np.testing.assert_allclose(np.abs(ours), np.abs(theirs), rtol=1e-3, atol=1e-3)
+    energy = activations.sum(1).reshape(2, -1)
+    for cam, e in zip(ours.reshape(2, -1), energy):
+        assert np.corrcoef(cam, e)[0, 1] > 0
