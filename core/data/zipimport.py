@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from core.data.files import is_ignored
+from core.data.scan import find_root
 from core.errors import UserError
 
 MAX_TOTAL_BYTES = 4 * 1024**3
@@ -88,6 +89,10 @@ def import_zip(
                             raise UserError("data.zip_too_big", name=label, size_mb=written // 2**20,
                                             limit_mb=max_total_bytes // 2**20)
                         out.write(chunk)
+            try:  # a zip without class folders is refused before it takes a name in the workspace
+                find_root(tmp)
+            except UserError:
+                raise UserError("data.no_classes", path=label) from None
             tmp.rename(target)
         except zipfile.BadZipFile as err:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -71,6 +71,14 @@ def test_limits_on_count_size_and_ratio(tmp_path):
     assert err.value.key == "data.zip_ratio" and "zeros.jpg" in str(err.value)
 
 
+def test_a_zip_without_class_folders_is_refused_and_leaves_nothing(tmp_path):
+    for entries in ({}, {"photo.jpg": jpeg(1)}):
+        with pytest.raises(UserError) as err:
+            import_zip(make_zip(entries), tmp_path / "datasets", name="loose.zip")
+        assert err.value.key == "data.no_classes" and "loose.zip" in str(err.value)
+    assert list((tmp_path / "datasets").iterdir()) == []
+
+
 def test_not_a_zip_is_a_user_error(tmp_path):
     with pytest.raises(UserError) as err:
         import_zip(b"PK not really", tmp_path, name="x.zip")
