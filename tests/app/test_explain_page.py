@@ -1,50 +1,45 @@
-"""The Explain page: upload a photo and see two runs' heatmaps; bad files keep the page alive."""
+"""The Explain page: upload a photo and see two runs' heatmaps; bad files keep the page alive.
+
+The runs are real: a simple CNN and a CBAM-CNN trained for one epoch on a tiny demo set by the
+training engine, once per module, then copied into each test's workspace.
+"""
 import io
-import json
+import shutil
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import core
-from core.models import build_model
+from core.data.demo import make_demo
+from core.data.split import split_dataset
+from core.training.config import TrainConfig
+from core.training.engine import Trainer, start_run
 from tests.conftest import ROOT
 
-CLASSES = ["circle", "square", "star"]
 
-
-def fake_load_model(run_dir):
-    """The training area's loader, per its contract: eval-mode CPU model + info from config.json."""
-    config = json.loads((run_dir / "config.json").read_text())
-    model = build_model(config["model"], len(config["classes"]), config["img_size"])
-    model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True))
-    return model.eval(), config
-
-
-def write_run(runs, run_id, preset, split):
-    run = runs / run_id
-    run.mkdir(parents=True)
-    config = {"model": {"preset": preset}, "data": str(split), "img_size": 32, "classes": CLASSES,
-              "display_names": CLASSES, "mean": [0.5] * 3, "std": [0.25] * 3}
-    (run / "config.json").write_text(json.dumps(config))
-    torch.manual_seed(len(run_id))
-    torch.save(build_model(config["model"], 3, 32).state_dict(), run / "best.pt")
-    (run / "summary.json").write_text(json.dumps({"status": "finished"}))
-    return run
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(split folder, [simple run, cbam run]) trained once: 3 shapes x 10 images, 32 px, 1 epoch."""
+    root = tmp_path_factory.mktemp("trained")
+    make_demo(root / "demo", classes=3, per_class=10, size=32, seed=0)
+    split = root / "split"
+    split_dataset(root / "demo", split, val=0.2, test=0.3, mode="copy")
+    made = []
+    for preset in ("simple_cnn", "cbam_cnn"):
+        cfg = TrainConfig(data=str(split), model={"preset": preset}, img_size=32, batch_size=16, epochs=1,
+                          device="cpu", augment="none", seed=1)
+        run_dir = start_run(cfg, root / "runs")
+        Trainer(cfg, run_dir, cache_dir=root / "cache").run()
+        made.append(run_dir)
+    return split, made
 
 
 @pytest.fixture
-def runs(workspace, monkeypatch):
-    monkeypatch.setitem(vars(core), "load_model", fake_load_model)
-    split = workspace.splits / "shapes"
-    for i, name in enumerate(CLASSES):
-        (split / "test" / name).mkdir(parents=True)
-        Image.fromarray(np.full((24, 24, 3), 60 * i, np.uint8)).save(split / "test" / name / f"{name}.png")
+def runs(workspace, trained):
+    split, made = trained
     workspace.remember(current_split=str(split))
-    return [write_run(workspace.runs, "a-simple", "simple_cnn", split),
-            write_run(workspace.runs, "b-cbam", "cbam_cnn", split)]
+    return [shutil.copytree(run, workspace.runs / run.name) for run in made]
 
 
 def png(size=(90, 60), mode="RGB") -> bytes:
@@ -69,8 +64,8 @@ def test_upload_shows_two_heatmaps_and_their_difference(runs):
     assert not at.exception, [e.value for e in at.exception]
     at.file_uploader(key="explain_upload").set_value(("photo.png", png(), "image/png")).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.selectbox(key="explain_run_a").value == "a-simple"
-    assert at.selectbox(key="explain_run_b").value == "b-cbam"
+    assert at.selectbox(key="explain_run_a").value == runs[0].name  # a simple CNN next to a CBAM run
+    assert at.selectbox(key="explain_run_b").value == runs[1].name
     assert len(heatmap_captions(at)) == 2
     assert [m.label for m in at.metric].count("Prediction") == 2
     assert any("Where they differ" == s.value for s in at.subheader)
@@ -82,7 +77,7 @@ def test_picking_a_test_image_marks_right_or_wrong(runs):
     assert not at.exception, [e.value for e in at.exception]
     values = [m.value for m in at.metric if m.label == "Prediction"]
     assert len(values) == 2 and all(v.endswith(("✅", "❌")) for v in values)
-    assert any("true class: circle" in c.value for c in at.caption)
+    assert any("true class: circle" in c.value for c in at.caption)  # the first test image
 
 
 @pytest.mark.parametrize("name,content", [
@@ -101,9 +96,10 @@ def test_bad_uploads_get_a_message_and_the_page_keeps_working(runs, name, conten
 
 
 def test_a_mismatched_checkpoint_is_reported_and_the_other_run_still_shows(runs):
-    torch.save(build_model({"preset": "simple_cnn"}, 3, 32).state_dict(), runs[1] / "best.pt")  # wrong network
+    for name in ("best.pt", "last.pt"):
+        shutil.copy(runs[0] / name, runs[1] / name)  # the simple CNN's weights in the CBAM run
     at = open_page()
     at.file_uploader(key="explain_upload").set_value(("photo.png", png(), "image/png")).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("b-cbam" in e.value for e in at.error)
+    assert any(runs[1].name in e.value for e in at.error)
     assert len(heatmap_captions(at)) == 1
