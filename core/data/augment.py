@@ -8,6 +8,7 @@ jitter, with parameters drawn per image. The presets follow the course's seed mo
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -139,22 +140,38 @@ def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) 
 
 
 def dataset_mean_std(images: "ImageSet", chunk: int = 512) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of the images in [0, 1], computed once per ImageSet.
+    """Per-channel mean and std of the images in [0, 1], computed once per set of images.
 
-    Accumulates sums in float64 chunk by chunk, so a streaming set never needs all pixels at once.
+    Kept on the ImageSet and, when it has a cache file, in a small JSON file beside it, so the
+    next run on the same images skips the pass. Sums accumulate in float64 chunk by chunk, so a
+    streaming set never needs all pixels at once.
     """
-    if images.mean_std is None:
-        total = torch.zeros(3, dtype=torch.float64)
-        total_sq = torch.zeros(3, dtype=torch.float64)
-        count = 0
-        for start in range(0, len(images), chunk):
-            x = to_float(images.batch(torch.arange(start, min(start + chunk, len(images))))).double()
-            total += x.sum(dim=(0, 2, 3))
-            total_sq += (x * x).sum(dim=(0, 2, 3))
-            count += x.numel() // 3
-        mean = total / max(count, 1)
-        std = (total_sq / max(count, 1) - mean**2).clamp_min(1e-12).sqrt()
-        images.mean_std = (tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist()))
+    if images.mean_std is not None:
+        return images.mean_std
+    stats_file = images.cache_file.with_suffix(".stats.json") if getattr(images, "cache_file", None) else None
+    if stats_file is not None and stats_file.is_file():
+        try:
+            saved = json.loads(stats_file.read_text(encoding="utf-8"))
+            images.mean_std = (tuple(saved["mean"]), tuple(saved["std"]))
+            return images.mean_std
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # recomputed below
+    total = torch.zeros(3, dtype=torch.float64)
+    total_sq = torch.zeros(3, dtype=torch.float64)
+    count = 0
+    for start in range(0, len(images), chunk):
+        x = to_float(images.batch(torch.arange(start, min(start + chunk, len(images))))).double()
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += (x * x).sum(dim=(0, 2, 3))
+        count += x.numel() // 3
+    mean = total / max(count, 1)
+    std = (total_sq / max(count, 1) - mean**2).clamp_min(1e-12).sqrt()
+    images.mean_std = (tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist()))
+    if stats_file is not None:
+        try:
+            stats_file.write_text(json.dumps({"mean": images.mean_std[0], "std": images.mean_std[1]}), encoding="utf-8")
+        except OSError:
+            pass  # only a shortcut for next time
     return images.mean_std
 
 

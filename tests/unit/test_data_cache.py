@@ -89,3 +89,15 @@ def test_missing_split_folder_is_a_user_error(tmp_path):
 def test_decode_resized_accepts_pil_images():
     img = noise_image(1, size=(50, 30))
     assert decode_resized(img, 8).shape == (3, 8, 8)
+
+
+def test_dataset_statistics_are_kept_beside_the_cache(split, tmp_path):
+    from core.data.augment import dataset_mean_std
+
+    first = load_images(split, "train", 16, cache_dir=tmp_path / "cache")
+    mean, std = dataset_mean_std(first)
+    assert first.cache_file.with_suffix(".stats.json").is_file()
+    again = load_images(split, "train", 16, cache_dir=tmp_path / "cache")
+    again.batch = None  # no pixels are read the second time
+    assert dataset_mean_std(again) == (mean, std)
+    assert all(0 < m < 1 for m in mean) and all(0 < s < 0.5 for s in std)
