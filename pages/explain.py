@@ -10,7 +10,7 @@ from core import charts
 from core.data.images import open_image
 from core.errors import UserError
 from core.explain import METHOD_LABELS, METHODS, class_names, explain, feature_layers, model_input
-from core.explain.compare import read_json
+from core.training.runs import read_config
 from core.explain.explainer import field_of
 from core.explain.layers import default_layer
 from core.explain.render import colorize, difference, display_copy, feature_maps, feature_maps_grid, filters_grid, overlay
@@ -30,7 +30,7 @@ def cached_model(run_dir: str, stamp: float):
 
 
 def run_label(run: Path) -> str:
-    return f"{run.name} · {describe_ref(read_json(run / 'config.json').get('model', {}))}"
+    return f"{run.name} · {describe_ref(read_config(run).get('model', {}))}"
 
 
 def load(run: Path):

@@ -2,14 +2,14 @@
 the most confused pairs and the misclassified test images.
 
 Everything is computed from what a finished run leaves on disk (`config.json`,
-`metrics.jsonl`, `summary.json`, `predictions.csv` with one row per test image), so the
+`metrics.jsonl`, `summary.json`, `predictions.csv` with one row per test image; read through
+`core.training.runs`), so the
 Compare page and any script see the same numbers. Confusion matrices and per-class scores are
 recomputed from the predictions with scikit-learn, which also makes them agree by
 construction with the misclassified gallery.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,30 +19,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from core.errors import UserError
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-
-
-def _epochs(path: Path) -> list[dict[str, Any]]:
-    """The epoch records of `metrics.jsonl`; a half-written last line (a live run) is skipped."""
-    records = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return records
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and record.get("type") == "epoch":
-            records.append(record)
-    return records
+from core.training.runs import list_runs, read_config, read_json, read_metrics, read_summary
 
 
 @dataclass
@@ -85,25 +62,20 @@ class RunView:
 
 
 def run_folders(runs_dir: str | Path) -> list[Path]:
-    """Run folders, newest first (by the time their config was written)."""
-    folders = [p for p in Path(runs_dir).glob("*") if (p / "config.json").is_file()]
-    return sorted(folders, key=lambda p: ((p / "config.json").stat().st_mtime, p.name), reverse=True)
-
-
-def run_status(run_dir: Path) -> str:
-    return str(read_json(run_dir / "summary.json").get("status", "running"))
+    """Run folders, newest first."""
+    return [r.path for r in list_runs(runs_dir)]
 
 
 def comparable_runs(runs_dir: str | Path) -> list[Path]:
     """Finished runs that have test predictions: the ones a comparison can show, newest first."""
-    return [p for p in run_folders(runs_dir) if run_status(p) == "finished" and (p / "predictions.csv").is_file()]
+    return [r.path for r in list_runs(runs_dir) if r.status == "finished" and (r.path / "predictions.csv").is_file()]
 
 
 def default_selection(runs: list[Path]) -> list[Path]:
     """The newest two runs trained on the same dataset (or the newest two, or what there is)."""
     for i, newest in enumerate(runs):
-        data = read_json(newest / "config.json").get("data")
-        same = [p for p in runs[i:] if read_json(p / "config.json").get("data") == data]
+        data = read_config(newest).get("data")
+        same = [p for p in runs[i:] if read_config(p).get("data") == data]
         if len(same) >= 2:
             return same[:2]
     return runs[:2]
@@ -111,13 +83,12 @@ def default_selection(runs: list[Path]) -> list[Path]:
 
 def load_view(run_dir: str | Path) -> RunView:
     run_dir = Path(run_dir)
-    config = read_json(run_dir / "config.json")
+    config = read_config(run_dir)
     if not config:
         raise UserError("compare.run_unreadable", run=run_dir.name)
     classes = list(config.get("classes") or [])
     return RunView(
-        path=run_dir, config=config, summary=read_json(run_dir / "summary.json"),
-        epochs=_epochs(run_dir / "metrics.jsonl"),
+        path=run_dir, config=config, summary=read_summary(run_dir), epochs=read_metrics(run_dir, "epoch"),
         predictions=read_predictions(run_dir / "predictions.csv", classes, Path(str(config.get("data", "")))),
         evaluation=read_json(run_dir / "eval_test.json"),
     )

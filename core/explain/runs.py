@@ -58,11 +58,11 @@ def checkpoint_stamp(run_dir: str | Path) -> float:
 
 def default_pair(runs: list[Path]) -> list[Path]:
     """A simple CNN run and a CBAM run (newest of each) when both exist, else the newest two."""
-    from core.explain.compare import read_json
+    from core.training.runs import read_config
     from core.models import describe_ref
 
     def newest(word: str) -> Path | None:
-        return next((p for p in runs if word in describe_ref(read_json(p / "config.json").get("model", {}))), None)
+        return next((p for p in runs if word in describe_ref(read_config(p).get("model", {}))), None)
 
     simple, cbam = newest("simple"), newest("cbam")
     if simple and cbam:

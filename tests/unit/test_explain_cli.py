@@ -3,17 +3,30 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-import core
 from core.cli import main
-from tests.app.test_explain_page import fake_load_model, write_run
+from core.models import build_model
+from core.training import checkpoint, runs
+
+CLASSES = ["circle", "square", "star"]
 
 
 @pytest.fixture
-def run(workspace, monkeypatch):
-    monkeypatch.setitem(vars(core), "load_model", fake_load_model)
-    return write_run(workspace.runs, "r-simple", "simple_cnn", workspace.splits / "none")
+def run(workspace):
+    """A run folder as training leaves it (config + best.pt through the training area's own
+    writers), with untrained weights: the CLI's behaviour does not depend on what was learnt."""
+    run_dir = workspace.runs / "r-simple"
+    run_dir.mkdir()
+    config = {"model": {"preset": "simple_cnn"}, "data": str(workspace.splits / "none"), "img_size": 32,
+              "classes": CLASSES, "display_names": CLASSES, "mean": [0.5] * 3, "std": [0.25] * 3}
+    runs.write_json(run_dir / "config.json", config)
+    runs.update_summary(run_dir, status="finished")
+    torch.manual_seed(0)
+    model = build_model(config["model"], len(CLASSES), 32)
+    checkpoint.save({"model": model.state_dict(), "classes": CLASSES, "img_size": 32, "epoch": 1}, run_dir / "best.pt")
+    return run_dir
 
 
 def cli_json(capsys, *argv):
@@ -103,6 +116,8 @@ def test_a_10000_by_8000_photo_is_explained_at_its_size(run, tmp_path):
 
     path = tmp_path / "big.jpg"
     Image.new("RGB", (10_000, 8_000), (10, 120, 30)).save(path, quality=50)
-    model, info = fake_load_model(run)
+    import core
+
+    model, info = core.load_model(run)
     result = explain(model, info, open_image(path), cam_size=(1000, 800))
     assert result.cam.shape == (800, 1000)
