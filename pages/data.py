@@ -143,7 +143,7 @@ for name in shown:
 # --- 4. Split -----------------------------------------------------------------------------
 st.header(ui.t("data.page.split"))
 c1, c2, c3 = st.columns(3)
-val_pct = c1.slider(ui.t("data.page.val"), 0, 45, 20, 5, format="%d%%")
+val_pct = c1.slider(ui.t("data.page.val"), 5, 45, 20, 5, format="%d%%")  # training needs validation
 test_pct = c2.slider(ui.t("data.page.test"), 0, 45, 20, 5, format="%d%%")
 seed = c3.number_input(ui.t("data.page.seed"), 0, 2**31 - 1, 42, 1)
 out = ws.splits / report.root.name

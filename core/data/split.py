@@ -136,8 +136,7 @@ def split_dataset(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         modes = set()
-        for split in SPLITS:
-            (tmp / split).mkdir()
+        for split in SPLITS:  # a part with a share of 0 gets no folder: readers test for it
             for files in plan["assign"][split].values():
                 for rel in files:
                     modes.add(_place(root / rel, tmp / split / rel, mode))
@@ -170,6 +169,8 @@ def _write_annotations(root: Path, out: Path, plan: dict) -> None:
     with source.open(newline="", encoding="utf-8") as fh:
         rows = {row["path"]: row for row in csv.DictReader(fh)}
     for split in SPLITS:
+        if not (out / split).is_dir():
+            continue
         with (out / split / ANNOTATIONS).open("w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=["path", "class", "x0", "y0", "x1", "y1"])
             writer.writeheader()

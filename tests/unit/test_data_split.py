@@ -127,9 +127,14 @@ def test_problem_files_and_duplicates_are_left_out_and_listed(tmp_path):
     assert (tmp_path / "s" / "train" / CHINESE).is_dir()
 
 
-def test_zero_val_and_test_keep_every_image_for_training(demo):
+def test_zero_val_and_test_keep_every_image_for_training(demo, tmp_path):
     plan = plan_split(scan(demo), val=0, test=0)
     assert sum(len(v) for v in plan["assign"]["train"].values()) == 60 and not plan["assign"]["val"]["circle"]
+    split_dataset(demo, tmp_path / "s", val=0.2, test=0)
+    assert (tmp_path / "s" / "val").is_dir() and not (tmp_path / "s" / "test").exists()  # readers test for it
+    with pytest.raises(UserError) as err:
+        load_images(tmp_path / "s", "test", 16)
+    assert err.value.key == "data.no_split_folder"
 
 
 @pytest.mark.parametrize("val,test", [(-0.1, 0.2), (0.5, 0.5), (1.2, 0)])
