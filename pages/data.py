@@ -71,6 +71,8 @@ folder = st.session_state.data_folder_input.strip()
 if not folder:
     st.info(ui.t("data.page.pick"))
     st.stop()
+if st.button(ui.t("data.page.rescan"), help=ui.t("data.page.rescan_help")):
+    cached_scan.clear()  # files edited in place keep their folder's signature
 try:
     with st.spinner(ui.t("data.page.scanning")):
         report = cached_scan(str(Path(folder).expanduser()), folder_signature(Path(folder).expanduser()))
