@@ -7,6 +7,7 @@ run's checkpoint, never the model being trained).
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,6 @@ from PIL import Image
 from torch import nn
 
 from core.data.augment import normalize, to_float
-from core.data.cache import decode_resized
 from core.errors import UserError
 from core.explain.cam import compute_cams
 from core.explain.layers import feature_layers, resolve_layer
@@ -40,11 +40,13 @@ def class_names(info: Any) -> list[str]:
 
 
 def model_input(images: list[Image.Image], info: Any) -> torch.Tensor:
-    """Model-ready batch [B,3,S,S], prepared exactly as training's eval path prepares a photo
-    (the data cache's resize, scaled to [0, 1], normalised with the run's mean and std)."""
-    size = int(field_of(info, "img_size"))
-    batch = torch.stack([decode_resized(img, size) for img in images])
-    return normalized(batch, info)
+    """Model-ready batch [B,3,S,S], prepared by training's own eval-path `preprocess`."""
+    from core.training.api import preprocess
+
+    if isinstance(info, dict):  # a plain dict (scripts, tests) with the same fields as ModelInfo
+        info = SimpleNamespace(img_size=int(info["img_size"]), mean=tuple(info.get("mean") or (0.0,) * 3),
+                               std=tuple(info.get("std") or (1.0,) * 3))
+    return preprocess(images, info)
 
 
 def normalized(batch_u8: torch.Tensor, info: Any) -> torch.Tensor:
