@@ -14,7 +14,9 @@ splits it, then trains each model twice in one process, alternating:
 It prints, per model: training images/s (train loop only) and end-to-end images/s (everything
 from the first decoded file to the test accuracy), their ratios, both test accuracies, and
 where our time goes: the pure forward/backward/step on ready tensors vs our data pipeline
-(cache gather + augmentation + normalisation) for the same batches.
+(cache gather + augmentation + normalisation) for the same batches. Last, the first model is
+trained from the Training page (Streamlit AppTest, redrawn every second like its live fragment)
+and then with the same config as the CLI trains: the app's images/s as a share of the CLI's.
 
 Numbers depend on the machine and its load: compare the ratios printed in one run.
 """
@@ -160,6 +162,48 @@ def pipeline_split(split: Path, preset: str, args, work: Path, batches_per_pass:
             "data_over_compute": data / compute}
 
 
+def app_vs_cli(split: Path, preset: str, args, work: Path) -> dict:
+    """Training images/s of a run started from the Training page, its live charts redrawn every
+    second as the page's fragment does, vs the same config trained as `python -m core train` does
+    (the Trainer on the main thread). Streamlit's AppTest runs the page in this process, so the
+    page's drawing competes for the same cores as it would in `streamlit run`."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.i18n import t
+    from core.training.jobs import registry
+    from core.workspace import ENV_VAR, Workspace
+
+    ws = Workspace.open(work / "workspace")
+    os.environ[ENV_VAR] = str(ws.root)
+    ws.remember(current_split=str(split))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/training.py").run()
+
+    def widget(kind: str, key: str):
+        return next(w for w in getattr(at, kind) if w.label == t(key, "en"))
+
+    widget("selectbox", "training.model").set_value(preset)
+    widget("number_input", "training.img_size").set_value(args.img_size)
+    widget("number_input", "training.batch_size").set_value(args.batch)
+    widget("number_input", "training.epochs").set_value(args.live_epochs)
+    widget("button", "training.start").click().run()
+    [app_run] = runs.list_runs(ws.runs)
+    redraws = 0
+    while registry().busy():
+        time.sleep(1.0)
+        at.run()  # what the fragment's run_every=1 does while the page is open
+        redraws += 1
+    assert not at.exception, [e.value for e in at.exception]
+    app = runs.read_summary(app_run.path)
+    cfg = TrainConfig.from_dict({k: v for k, v in runs.read_config(app_run.path).items()
+                                 if k in TrainConfig.__dataclass_fields__})
+    cli_dir = runs.new_run_dir(ws.runs, f"{preset}-cli")
+    cli = Trainer(cfg, cli_dir, cache_dir=ws.cache).run()
+    return {"app_img_per_s": app["img_per_s"], "cli_img_per_s": cli["img_per_s"], "redraws": redraws,
+            "app_over_cli": app["img_per_s"] / cli["img_per_s"], "status": [app["status"], cli["status"]]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10_000, help="JPEGs in the generated set")
@@ -173,6 +217,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["simple_cnn", "cbam_cnn"])
     parser.add_argument("--repeats", type=int, default=1, help="alternating pairs per model (median reported)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--live-epochs", type=int, default=1,
+                        help="epochs of the app-vs-CLI check (first model only; 0 skips it)")
     parser.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it (reused when present)")
     args = parser.parse_args()
 
@@ -212,6 +258,12 @@ def main() -> None:
                   f"{med['course']['test_acc']:.3f}; data pipeline {split_cost['data_ms_per_100']:.1f} ms vs "
                   f"forward/backward {split_cost['compute_ms_per_100']:.1f} ms per 100 images "
                   f"({100 * split_cost['data_over_compute']:.1f}%)", flush=True)
+        if args.live_epochs:
+            live = app_vs_cli(split, args.models[0], args, work)
+            results["app_vs_cli"] = live
+            print(f"{args.models[0]:<11} started from the Training page with live charts ({live['redraws']} redraws): "
+                  f"{live['app_img_per_s']:.0f} img/s vs {live['cli_img_per_s']:.0f} img/s as the CLI trains "
+                  f"({100 * live['app_over_cli']:.0f}%)", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
