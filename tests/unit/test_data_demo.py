@@ -46,7 +46,16 @@ def test_same_seed_same_bytes_and_refuses_a_used_folder(tmp_path):
         make_demo(tmp_path / "c", classes=1)
 
 
-def test_a_small_cnn_learns_it(tmp_path):
+@pytest.fixture
+def one_thread():
+    """Many tiny ops: one thread avoids stalls when other processes share the two cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_small_cnn_learns_it(tmp_path, one_thread):
     """The promise behind the demo: > 90% test accuracy after a few seconds on a CPU."""
     torch.manual_seed(0)
     make_demo(tmp_path / "demo", classes=5, per_class=40, size=32)
