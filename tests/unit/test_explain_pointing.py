@@ -2,15 +2,13 @@
 import pytest
 import torch
 
-from core.data.augment import augment, normalize
-from core.data.cache import load_images
+import core
 from core.data.demo import make_demo
 from core.data.split import split_dataset
 from core.errors import UserError
 from core.explain.pointing import pointing_game
-from core.models import build_model
-
-MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+from core.training.config import TrainConfig
+from core.training.engine import Trainer, start_run
 
 
 @pytest.fixture(scope="module")
@@ -21,25 +19,17 @@ def demo_split(tmp_path_factory):
     return root / "split"
 
 
-def train_small(split, img_size=32, epochs=8):
-    """A few epochs of plain Adam: enough for the simple CNN to learn the demo shapes."""
-    images = load_images(split, "train", img_size)
-    torch.manual_seed(0)
-    model = build_model({"preset": "simple_cnn"}, len(images.classes), img_size)
-    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(images), generator=generator).split(32):
-            x = normalize(augment(images.batch(idx), "light", generator), MEAN, STD)
-            loss = torch.nn.functional.cross_entropy(model(x), images.labels[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return model.eval(), {"classes": images.classes, "img_size": img_size, "mean": MEAN, "std": STD}
+def train_small(split, runs_dir, img_size=32, epochs=6):
+    """The training engine, a few epochs: enough for the simple CNN to learn the demo shapes."""
+    cfg = TrainConfig(data=str(split), model={"preset": "simple_cnn"}, img_size=img_size, batch_size=32,
+                      epochs=epochs, augment="light", device="cpu", seed=0)
+    run_dir = start_run(cfg, runs_dir)
+    Trainer(cfg, run_dir).run()
+    return core.load_model(run_dir)
 
 
 def test_heatmap_maximum_falls_on_the_object(demo_split):
-    model, info = train_small(demo_split)
+    model, info = train_small(demo_split, demo_split.parent / "runs")
     result = pointing_game(model, info, demo_split / "test", method="gradcam")
     assert result.total == 40 and result.correct >= 30  # the model did learn the shapes
     assert result.rate >= 0.6, result
