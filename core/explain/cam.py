@@ -84,13 +84,13 @@ def compute_cams(
         raise UserError("explain.unknown_method", name=method, choices=", ".join(METHODS))
     module = _layer(model, layer)
     cam_class = _eigen_cam_class() if method == "eigencam" else getattr(pytorch_grad_cam, METHODS[method])
+    num_classes = _num_classes(model)
+    if targets is not None and num_classes is not None and any(not 0 <= int(c) < num_classes for c in targets):
+        raise UserError("explain.bad_class", index=max(int(c) for c in targets), count=num_classes)
     with untouched(model):
         x = inputs.detach()
         # Registered before the library's hooks, so its gradient hook sees a tensor that needs one.
         leaf = module.register_forward_hook(lambda _m, _i, out: out.requires_grad_(True) if not out.requires_grad else None)
-        num_classes = _num_classes(model)
-        if targets is not None and num_classes is not None and any(not 0 <= int(c) < num_classes for c in targets):
-            raise UserError("explain.bad_class", index=max(int(c) for c in targets), count=num_classes)
         try:
             with cam_class(model=model, target_layers=[module]) as cam:
                 if method == "scorecam":

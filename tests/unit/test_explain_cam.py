@@ -78,6 +78,8 @@ def test_model_is_left_exactly_as_it_was():
     assert all(p.grad is None for p in model.parameters())
     assert not frozen.requires_grad and all(p.requires_grad for p in model.parameters() if p is not frozen)
     assert [m.inplace for m in model.modules() if hasattr(m, "inplace")] == inplace_before
+    with pytest.raises(UserError):
+        compute_cams(model, torch.rand(1, 3, 32, 32), "features.1", "gradcam", [99])
     for module in model.modules():
         assert not module._forward_hooks and not module._backward_hooks and not module._forward_pre_hooks
 
