@@ -37,10 +37,10 @@ def sidebar() -> None:
 ui.lang()
 sidebar()
 pages = [
-    st.Page("pages/data.py", title=ui.t("nav.data"), icon="🗂️", url_path="data", default=True),
-    st.Page("pages/model.py", title=ui.t("nav.model"), icon="🧱", url_path="model"),
-    st.Page("pages/training.py", title=ui.t("nav.training"), icon="📈", url_path="training"),
-    st.Page("pages/compare.py", title=ui.t("nav.compare"), icon="⚖️", url_path="compare"),
-    st.Page("pages/explain.py", title=ui.t("nav.explain"), icon="🔍", url_path="explain"),
+    st.Page("views/data.py", title=ui.t("nav.data"), icon="🗂️", url_path="data", default=True),
+    st.Page("views/model.py", title=ui.t("nav.model"), icon="🧱", url_path="model"),
+    st.Page("views/training.py", title=ui.t("nav.training"), icon="📈", url_path="training"),
+    st.Page("views/compare.py", title=ui.t("nav.compare"), icon="⚖️", url_path="compare"),
+    st.Page("views/explain.py", title=ui.t("nav.explain"), icon="🔍", url_path="explain"),
 ]
 st.navigation(pages).run()

@@ -162,23 +162,17 @@ def pipeline_split(split: Path, preset: str, args, work: Path, batches_per_pass:
             "data_over_compute": data / compute}
 
 
-def app_vs_cli(split: Path, preset: str, args, work: Path) -> dict:
-    """Training images/s of a run started from the Training page, its live charts redrawn every
-    second as the page's fragment does, vs the same config trained as `python -m core train` does
-    (the Trainer on the main thread). Streamlit's AppTest runs the page in this process, so the
-    page's drawing competes for the same cores as it would in `streamlit run`."""
+def train_from_page(ws, preset: str, args) -> dict:
+    """One run started from the Training page, redrawn every second until it ends; its summary."""
     from streamlit.testing.v1 import AppTest
 
     from core.i18n import t
     from core.training.jobs import registry
-    from core.workspace import ENV_VAR, Workspace
 
-    ws = Workspace.open(work / "workspace")
-    os.environ[ENV_VAR] = str(ws.root)
-    ws.remember(current_split=str(split))
+    before = {r.id for r in runs.list_runs(ws.runs)}
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
     at.run()
-    at.switch_page("pages/training.py").run()
+    at.switch_page("views/training.py").run()
 
     def widget(kind: str, key: str):
         return next(w for w in getattr(at, kind) if w.label == t(key, "en"))
@@ -188,20 +182,40 @@ def app_vs_cli(split: Path, preset: str, args, work: Path) -> dict:
     widget("number_input", "training.batch_size").set_value(args.batch)
     widget("number_input", "training.epochs").set_value(args.live_epochs)
     widget("button", "training.start").click().run()
-    [app_run] = runs.list_runs(ws.runs)
+    [run] = [r for r in runs.list_runs(ws.runs) if r.id not in before]
     redraws = 0
     while registry().busy():
         time.sleep(1.0)
         at.run()  # what the fragment's run_every=1 does while the page is open
         redraws += 1
     assert not at.exception, [e.value for e in at.exception]
-    app = runs.read_summary(app_run.path)
-    cfg = TrainConfig.from_dict({k: v for k, v in runs.read_config(app_run.path).items()
-                                 if k in TrainConfig.__dataclass_fields__})
-    cli_dir = runs.new_run_dir(ws.runs, f"{preset}-cli")
-    cli = Trainer(cfg, cli_dir, cache_dir=ws.cache).run()
-    return {"app_img_per_s": app["img_per_s"], "cli_img_per_s": cli["img_per_s"], "redraws": redraws,
-            "app_over_cli": app["img_per_s"] / cli["img_per_s"], "status": [app["status"], cli["status"]]}
+    return runs.read_summary(run.path) | {"redraws": redraws, "run_dir": run.path}
+
+
+def app_vs_cli(split: Path, preset: str, args, work: Path) -> dict:
+    """Training images/s of runs started from the Training page, the live charts redrawn every
+    second as the page's fragment does, vs the same config trained as `python -m core train` does
+    (the Trainer on the main thread); alternating, medians. Streamlit's AppTest runs the page in
+    this process, so the page's drawing competes for the same cores as under `streamlit run`."""
+    from core.workspace import ENV_VAR, Workspace
+
+    ws = Workspace.open(work / "workspace")
+    os.environ[ENV_VAR] = str(ws.root)
+    ws.remember(current_split=str(split))
+    app, cli, redraws, cfg = [], [], [], None
+    for r in range(max(1, args.repeats)):
+        for who in (("app", "cli") if r % 2 == 0 else ("cli", "app")):
+            if who == "app" or cfg is None:
+                summary = train_from_page(ws, preset, args)
+                cfg = TrainConfig.from_dict({k: v for k, v in runs.read_config(summary["run_dir"]).items()
+                                             if k in TrainConfig.__dataclass_fields__})
+                app.append(summary["img_per_s"])
+                redraws.append(summary["redraws"])
+            else:
+                cli.append(Trainer(cfg, runs.new_run_dir(ws.runs, f"{preset}-cli"), cache_dir=ws.cache).run()["img_per_s"])
+    return {"app_img_per_s": statistics.median(app), "cli_img_per_s": statistics.median(cli),
+            "app_runs": app, "cli_runs": cli, "redraws": statistics.median(redraws),
+            "app_over_cli": statistics.median(app) / statistics.median(cli)}
 
 
 def main() -> None:

@@ -242,9 +242,12 @@ class Trainer:
         self._start_phase(resume["epoch"] if resume else 0)
         if resume:
             self.model.load_state_dict(resume["model"])
-            self.optimizer.load_state_dict(resume["optimizer"])
-            if self.scheduler is not None and resume.get("scheduler"):
-                self.scheduler.load_state_dict(resume["scheduler"])
+            # Saved right at the end of the frozen phase, the optimizer is that phase's: the
+            # unfrozen phase starts with a fresh one at its own lr, as an uninterrupted run does.
+            if not (cfg.freeze_epochs and resume["epoch"] == cfg.freeze_epochs):
+                self.optimizer.load_state_dict(resume["optimizer"])
+                if self.scheduler is not None and resume.get("scheduler"):
+                    self.scheduler.load_state_dict(resume["scheduler"])
             self.epoch, self.step = resume["epoch"], resume["step"]
             self.best_val_acc, self.best_metric = resume["best_val_acc"], resume["best_metric"]
             self.bad_epochs = resume["bad_epochs"]

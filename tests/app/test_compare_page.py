@@ -69,7 +69,7 @@ def test_compare_page_shows_two_runs(two_runs):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["lang"] = "en"
     at.run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("views/compare.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.multiselect[0].value == ["r2-cbam", "r1-simple"]
     table = at.dataframe[0].value
@@ -90,6 +90,6 @@ def test_compare_page_in_chinese_with_one_run(workspace):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["lang"] = "zh"
     at.run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("views/compare.py").run()
     assert not at.exception
     assert "至少需要两个" in at.info[0].value

@@ -15,7 +15,7 @@ def open_data_page(lang: str = "en") -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.session_state["lang"] = lang
     at.run()
-    return at.switch_page("pages/data.py").run()
+    return at.switch_page("views/data.py").run()
 
 
 def button(at: AppTest, key: str, lang: str = "en"):

@@ -52,7 +52,7 @@ def open_page(lang="en") -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["lang"] = lang
     at.run()
-    return at.switch_page("pages/explain.py").run()
+    return at.switch_page("views/explain.py").run()
 
 
 def heatmap_captions(at) -> list[str]:

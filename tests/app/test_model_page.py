@@ -11,7 +11,7 @@ def open_model_page(lang: str = "en") -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["lang"] = lang
     at.run()
-    return at.switch_page("pages/model.py").run()
+    return at.switch_page("views/model.py").run()
 
 
 def by_key_suffix(widgets, suffix: str) -> list:

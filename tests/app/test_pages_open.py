@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 from core import i18n
 from tests.conftest import ROOT
 
-PAGES = ["pages/data.py", "pages/model.py", "pages/training.py", "pages/compare.py", "pages/explain.py"]
+PAGES = ["views/data.py", "views/model.py", "views/training.py", "views/compare.py", "views/explain.py"]
 KEY_LIKE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 
 

@@ -22,7 +22,7 @@ def demo_split(workspace):
 def open_page() -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()
-    at.switch_page("pages/training.py").run()
+    at.switch_page("views/training.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

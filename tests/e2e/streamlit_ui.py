@@ -153,13 +153,44 @@ def upload(page: Page, label: str, files: Path | list[Path]) -> None:
     wait_idle(page, after=before)
 
 
-def select(page: Page, label: str, option: str) -> None:
-    """Choose `option` in the selectbox labelled `label`."""
-    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label)
-    box.locator('[data-baseweb="select"]').click()
+def select(page: Page, label: str, option: str, rerun: bool = True) -> None:
+    """Choose `option` in the selectbox labelled `label` (inside a form: `rerun=False`)."""
+    page.get_by_role("combobox", name=label, exact=True).click()
     before = runs_started(page)
     page.get_by_role("option", name=option, exact=True).click()
-    wait_idle(page, after=before)
+    if rerun:
+        wait_idle(page, after=before)
+
+
+def fill_number(page: Page, label: str, value: float) -> None:
+    """Set a number input inside a form (Tab, not Enter, which would submit the form)."""
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def chart_points(page: Page, title: str) -> int:
+    """How many points the first trace of the Plotly chart titled `title` shows now."""
+    return page.evaluate(
+        """title => {
+          for (const g of document.querySelectorAll('.js-plotly-plot')) {
+            const t = g.layout && g.layout.title;
+            const text = typeof t === 'string' ? t : (t && t.text) || '';
+            if (text.includes(title) && g.data && g.data.length) return (g.data[0].x || []).length;
+          }
+          return -1;
+        }""",
+        title,
+    )
+
+
+def plotly_traces(page: Page, trace_type: str) -> int:
+    """Number of Plotly charts on the page that hold a trace of `trace_type` (e.g. heatmap)."""
+    return page.evaluate(
+        "type => [...document.querySelectorAll('.js-plotly-plot')]"
+        ".filter(g => (g.data || []).some(t => t.type === type)).length",
+        trace_type,
+    )
 
 
 def alerts(page: Page, kind: str = "error") -> list[str]:

@@ -9,6 +9,7 @@ screenshotted into artifacts/screenshots/journey-*.png.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -16,8 +17,8 @@ from core import i18n
 from tests.e2e import bad_files
 from tests.e2e.conftest import SCREENSHOTS
 from tests.e2e.streamlit_ui import (
-    act, alerts, assert_no_exception, click, expect_text, main, open_app, open_page, screenshot, text_input,
-    wait_idle,
+    act, alerts, assert_no_exception, chart_points, click, expect_text, fill_number, open_app, open_page,
+    plotly_traces, screenshot, select, text_input, upload,
 )
 
 SAVED_MODEL = "small-cbam"
@@ -65,7 +66,81 @@ def build_and_save_cbam(page, server) -> None:
     shot(page, "2-model")
 
 
-def test_new_user_journey(server, browser, tmp_path):
+def set_form(page, model: str, epochs: int) -> None:
+    select(page, en("training.model"), model, rerun=False)
+    fill_number(page, en("training.img_size"), 32)
+    fill_number(page, en("training.batch_size"), 16)
+    fill_number(page, en("training.epochs"), epochs)
+
+
+def queue_two_runs_and_watch(page, server) -> None:
+    open_page(page, server.url, "training")
+    set_form(page, "simple_cnn", epochs=4)
+    click(page, en("training.start"))
+    set_form(page, f"💾 {SAVED_MODEL}", epochs=2)
+    click(page, en("training.queue"))
+    assert_no_exception(page)
+    # The live chart gains points while the first run trains.
+    title = en("training.chart.iter_loss")
+    seen, deadline = [], time.monotonic() + 180
+
+    def grew() -> bool:
+        drawn = [n for n in seen if n > 0]
+        return len(drawn) >= 2 and drawn[-1] > drawn[0]
+
+    while time.monotonic() < deadline and not grew():
+        seen.append(chart_points(page, title))
+        page.wait_for_timeout(500)
+    assert grew(), f"points of the live chart over time: {seen}"
+    assert_no_exception(page)
+    shot(page, "3-training-live")
+    # Both runs finish, one after the other.
+    from core.training.runs import list_runs
+
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        statuses = [r.status for r in list_runs(server.workspace / "runs")]
+        if len(statuses) == 2 and all(s in ("finished", "failed", "stopped") for s in statuses):
+            break
+        page.wait_for_timeout(1000)
+    assert statuses == ["finished", "finished"], statuses
+    open_page(page, server.url, "training")
+    shot(page, "3-training-done")
+
+
+def compare_both(page, server) -> None:
+    from core.training.runs import list_runs
+
+    ids = [r.id for r in list_runs(server.workspace / "runs")]
+    open_page(page, server.url, "compare")
+    expect_text(page, en("compare.metrics"))
+    chosen = page.locator('[data-testid="stMultiSelect"]').first.inner_text()
+    assert all(rid in chosen for rid in ids), chosen  # the newest two finished runs, preselected
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 1
+    page.locator(".js-plotly-plot").first.wait_for()
+    assert plotly_traces(page, "heatmap") == 2  # one confusion matrix per run
+    shot(page, "4-compare")
+
+
+def explain_a_photo(page, server) -> None:
+    photo = next((server.workspace / "splits" / "demo" / "test" / "star").iterdir())
+    open_page(page, server.url, "explain")
+    upload(page, en("explain.page.upload"), photo)
+    assert_no_exception(page)
+    assert not alerts(page, "error")
+    predictions = page.locator('[data-testid="stMetric"]').filter(has_text=en("explain.page.prediction"))
+    assert predictions.count() == 2
+    heatmap = en("explain.page.heatmap", layer="", target="").split("·")[0].strip()
+    captions = page.locator('[data-testid="stImage"]').all_inner_texts()
+    assert sum(heatmap in c for c in captions) == 2, captions
+    assert plotly_traces(page, "bar") >= 2  # the two top-k charts
+    shot(page, "5-explain")
+
+
+def test_new_user_journey(server, browser):
     page = open_app(browser, server.url)
     create_and_split_demo(page, server)
     build_and_save_cbam(page, server)
+    queue_two_runs_and_watch(page, server)
+    compare_both(page, server)
+    explain_a_photo(page, server)

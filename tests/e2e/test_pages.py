@@ -32,9 +32,9 @@ def test_every_page_opens_translated(lang, server, open_browser):
 def test_bookmarked_page_on_a_fresh_server(start_server, browser):
     """A reloaded or bookmarked /training right after (re)starting the app gets the whole app.
 
-    Streamlit treats a `pages/` folder beside app.py as an old-style multipage app until
-    app.py has called st.navigation once; a first request for a sub-page then runs that page
-    alone, without the sidebar, for every session of that server.
+    Streamlit treats a folder named `pages/` beside app.py as an old-style multipage app until
+    app.py has called st.navigation once: a first request for a sub-page would run that page
+    alone, without the sidebar. That is why the page scripts live in `views/`.
     """
     server = start_server()
     page = browser.new_page()

@@ -450,3 +450,26 @@ def test_each_optimizer_and_scheduler_trains(split, cache, tmp_path, optimizer, 
     if scheduler == "step":  # decayed after the epoch
         assert checkpoint.load(run_dir / "last.pt")["optimizer"]["param_groups"][0]["lr"] == pytest.approx(
             cfg.lr * cfg.gamma)
+
+
+# --- early stopping and the two transfer-learning phases ---------------------------------------
+def test_early_stopping_ends_the_run_after_patience_epochs_without_progress(split, cache, tmp_path):
+    cfg = config(split, epochs=6, lr=1e-12, augment="none", early_stop_patience=1)  # nothing can improve
+    run_dir, summary = train(cfg, tmp_path, cache)
+    assert summary["status"] == "finished" and summary["epochs_done"] == 2
+    notes = runs.read_metrics(run_dir, "note")
+    assert notes == [{"type": "note", "epoch": 2, "key": "training.early_stopped"}]
+
+
+def test_frozen_phase_then_everything_at_a_lower_lr_and_resume_across_the_switch(split, cache, tmp_path):
+    cfg = config(split, epochs=3, lr=2e-3, freeze_epochs=1, unfreeze_lr_factor=0.25)
+    run_dir, summary = train(cfg, tmp_path, cache)
+    assert summary["status"] == "finished"
+    assert [r["lr"] for r in runs.read_metrics(run_dir, "epoch")] == pytest.approx([2e-3, 5e-4, 5e-4])
+    assert summary["trainable_params"] < summary["params"]  # the first phase trains the head only
+
+    stopped, _ = train(cfg, tmp_path, cache, **stop_after_epoch(1))  # stopped right at the switch
+    _, summary = train(cfg, tmp_path, cache, run_dir=stopped, resume=True)
+    assert summary["status"] == "finished"
+    for got, want in zip(epoch_figures(stopped), epoch_figures(run_dir)):
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
