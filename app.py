@@ -5,6 +5,7 @@ import streamlit as st
 
 import ui
 from core import device, i18n
+from core.training.jobs import registry
 from core.workspace import Workspace, default_root
 
 st.set_page_config(page_title="CNN Studio", page_icon="🧠", layout="wide")
@@ -31,11 +32,13 @@ def sidebar() -> None:
             st.error(ui.t("sidebar.workspace_bad", path=root, reason=err.strerror or err))
         split = ui.workspace().state().get("current_split")
         st.caption(f"{ui.t('sidebar.current_split')}: {split}" if split else ui.t("sidebar.no_split"))
-        st.caption(f"{ui.t('sidebar.device')}: {device.describe(device.resolve('auto'))}")
+        st.caption(f"{ui.t('sidebar.device')}: {device.describe(device.resolve('auto'), ui.lang())}")
 
 
 ui.lang()
 sidebar()
+# Runs left `running` by an app that was closed or killed show as interrupted on every page.
+registry().attach(ui.workspace().runs)
 pages = [
     st.Page("views/data.py", title=ui.t("nav.data"), icon="🗂️", url_path="data", default=True),
     st.Page("views/model.py", title=ui.t("nav.model"), icon="🧱", url_path="model"),

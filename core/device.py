@@ -6,6 +6,7 @@ import os
 import torch
 
 from core.errors import UserError
+from core.i18n import t
 
 CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -31,9 +32,9 @@ def resolve(preference: str = "auto") -> torch.device:
     return torch.device(preference)
 
 
-def describe(device: torch.device) -> str:
+def describe(device: torch.device, lang: str = "en") -> str:
     if device.type == "cuda":
         return f"CUDA · {torch.cuda.get_device_name(device)}"
     if device.type == "mps":
         return "Apple MPS"
-    return f"CPU · {os.cpu_count()} cores"
+    return t("device.cpu", lang, cores=os.cpu_count())

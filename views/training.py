@@ -16,7 +16,6 @@ from core.training.jobs import registry
 ss = st.session_state
 ws = ui.workspace()
 jobs = registry()
-jobs.attach(ws.runs)
 
 st.title(ui.t("nav.training"))
 
@@ -125,7 +124,7 @@ def draw_run(run_id: str) -> None:
     p = state["progress"]
     if status == "running" and p:
         done = ((p["epoch"] - 1) * p["batches"] + p["batch"]) / max(1, p["epochs"] * p["batches"])
-        eta = f"{p['eta_s'] / 60:.1f} min" if p.get("eta_s") else "…"
+        eta = ui.t("training.eta_min", minutes=p["eta_s"] / 60) if p.get("eta_s") else "…"
         st.progress(min(1.0, done), text=ui.t("training.progress", epoch=p["epoch"], epochs=p["epochs"],
                                                 batch=p["batch"], batches=p["batches"],
                                                 rate=f"{p['img_per_s']:.0f}", eta=eta))
