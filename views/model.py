@@ -1,7 +1,6 @@
 """Model page: pick a preset, stack conv blocks, or set up transfer learning; see the network."""
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
@@ -17,14 +16,16 @@ MODES = ("preset", "builder", "transfer")
 KERNELS = (1, 3, 5, 7)
 ACTS = ("relu", "leaky_relu", "gelu", "silu", "none")
 POLICIES = ("all", "head", "last:1", "last:2", "last:3")
-_ids = itertools.count()
 ss = st.session_state
 
 
 # --- builder state: a list of block dicts, each with an "id" that keys its widgets ----------
 
 def new_block(**fields) -> dict:
-    return {"id": f"b{next(_ids)}_{len(ss.get('blocks', []))}"} | models.BLOCK_DEFAULTS | fields
+    # The counter lives in the session: this script reruns on every click, and an id that is
+    # ever reused gives two blocks the same widget keys after a remove.
+    ss.next_block_id = ss.get("next_block_id", 0) + 1
+    return {"id": f"b{ss.next_block_id}"} | models.BLOCK_DEFAULTS | fields
 
 
 def set_builder(spec: dict) -> None:

@@ -83,3 +83,26 @@ def test_classes_come_from_the_current_split_and_backbones_show_weights(workspac
     assert not at.exception and not at.error
     assert metric(at, "Trainable") == f"{512 * 3 + 3:,}"
     assert any("resnet18" in c.value for c in at.caption)
+
+
+def test_add_remove_and_move_blocks_many_times_keeps_widget_keys_unique(workspace):
+    """Block ids survive reruns: add / remove-first / add / remove-first / add once raised
+    StreamlitDuplicateElementKey because the id counter restarted on every rerun."""
+    at = open_model_page()
+    at.radio(key="model_mode").set_value("builder").run()  # starts from the CBAM-CNN preset: 3 blocks
+    assert len(by_key_suffix(at.button, "_remove")) == 3
+    for action in ("add", "remove", "add", "remove", "add"):
+        if action == "add":  # found again each time: an element belongs to the run that drew it
+            next(b for b in at.button if b.label == "Add block").click().run()
+        else:
+            by_key_suffix(at.button, "_remove")[0].click().run()
+        assert not at.exception, [e.value for e in at.exception]
+    assert len(by_key_suffix(at.button, "_remove")) == 4
+    outs = [n.value for n in by_key_suffix(at.number_input, "_out")]
+    assert outs == [128, 256, 512, 1024]  # 32, 64, 128 + 256 - 32 + 512 - 64 + 1024
+
+    by_key_suffix(at.button, "_down")[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [n.value for n in by_key_suffix(at.number_input, "_out")] == [256, 128, 512, 1024]
+    keys = [w.key for w in at.button if w.key]
+    assert len(keys) == len(set(keys))
