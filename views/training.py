@@ -10,7 +10,7 @@ import ui
 from core import charts, device, models
 from core.data.augment import AUGMENT_PRESETS
 from core.training import runs
-from core.training.config import OPTIMIZERS, SCHEDULERS, TrainConfig
+from core.training.config import EARLY_STOP_METRICS, OPTIMIZERS, SCHEDULERS, TrainConfig
 from core.training.jobs import registry
 
 ss = st.session_state
@@ -77,6 +77,16 @@ def settings_form() -> TrainConfig | None:
                                               help=ui.t("training.freeze_help"))
             unfreeze_factor = c[2].number_input(ui.t("training.unfreeze_factor"), 0.001, 1.0, 0.1, step=0.05)
             tensorboard = c[3].checkbox(ui.t("training.tensorboard"))
+            c = st.columns(4)
+            momentum = c[0].number_input(ui.t("training.momentum"), 0.0, 0.999, 0.9, step=0.05)
+            step_size = c[1].number_input(ui.t("training.step_size"), 1, 500, 5)
+            gamma = c[2].number_input(ui.t("training.gamma"), 0.001, 1.0, 0.1, step=0.05)
+            histogram_every = c[3].number_input(ui.t("training.histogram_every"), 1, 100_000, 100)
+            c = st.columns(4)
+            nesterov = c[0].checkbox(ui.t("training.nesterov"))
+            early_stop_metric = c[1].selectbox(ui.t("training.early_stop_metric"), EARLY_STOP_METRICS,
+                                               format_func=lambda m: ui.t(f"training.metric.{m}"))
+            amp = c[2].checkbox(ui.t("training.amp"), value=True, help=ui.t("training.amp_help"))
             name = st.text_input(ui.t("training.name"), placeholder=ui.t("training.name_hint"))
         c = st.columns([1, 1, 4])
         start = c[0].form_submit_button(ui.t("training.start"), type="primary")
@@ -88,10 +98,12 @@ def settings_form() -> TrainConfig | None:
     return TrainConfig(
         data=data, model=ref, name=name.strip() or models.describe_ref(ref), img_size=int(img_size),
         batch_size=int(batch_size), epochs=int(epochs), optimizer=optimizer, lr=float(lr),
-        weight_decay=float(weight_decay), scheduler=scheduler, label_smoothing=float(label_smoothing),
-        augment=augment, normalization=normalization, early_stop_patience=int(patience),
-        freeze_epochs=int(freeze_epochs), unfreeze_lr_factor=float(unfreeze_factor), device=run_device,
-        seed=int(seed), tensorboard=tensorboard)
+        weight_decay=float(weight_decay), momentum=float(momentum), nesterov=nesterov, scheduler=scheduler,
+        step_size=int(step_size), gamma=float(gamma), label_smoothing=float(label_smoothing),
+        augment=augment, normalization=normalization, early_stop_metric=early_stop_metric,
+        early_stop_patience=int(patience), freeze_epochs=int(freeze_epochs),
+        unfreeze_lr_factor=float(unfreeze_factor), device=run_device, seed=int(seed), amp=amp,
+        tensorboard=tensorboard, histogram_every=int(histogram_every))
 
 
 def watch(run_id: str) -> None:

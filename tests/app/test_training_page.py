@@ -51,3 +51,34 @@ def test_start_a_one_epoch_run_and_see_its_charts(demo_split):
     figures = [json.loads(c.proto.spec) for c in charts]
     assert any(trace.get("y") for fig in figures for trace in fig["data"])
     assert run.id in at.dataframe[0].value.iloc[:, 0].tolist()
+
+
+def test_every_setting_of_the_form_reaches_the_run_config(demo_split):
+    """The optimizer, schedule and early-stopping details under 'More settings' are not lost."""
+    from core import i18n
+
+    at = open_page()
+    label = lambda key: i18n.t(key, "en")  # noqa: E731
+    widget = lambda kind, key: next(w for w in at.get(kind) if w.label == label(key))  # noqa: E731
+    widget("number_input", "training.img_size").set_value(32)
+    widget("number_input", "training.batch_size").set_value(8)
+    widget("number_input", "training.epochs").set_value(1)
+    widget("selectbox", "training.optimizer").set_value("sgd")
+    widget("selectbox", "training.scheduler").set_value("step")
+    widget("number_input", "training.momentum").set_value(0.8)
+    widget("checkbox", "training.nesterov").check()
+    widget("number_input", "training.step_size").set_value(2)
+    widget("number_input", "training.gamma").set_value(0.5)
+    widget("selectbox", "training.early_stop_metric").set_value("val_loss")
+    widget("checkbox", "training.amp").uncheck()
+    widget("number_input", "training.histogram_every").set_value(7)
+    next(b for b in at.button if b.label == label("training.start")).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    [run] = runs.list_runs(demo_split.runs)
+    assert registry().wait(timeout=120)
+    config = runs.read_config(run.path)
+    assert {k: config[k] for k in ("optimizer", "scheduler", "momentum", "nesterov", "step_size", "gamma",
+                                   "early_stop_metric", "amp", "histogram_every")} == {
+        "optimizer": "sgd", "scheduler": "step", "momentum": 0.8, "nesterov": True, "step_size": 2,
+        "gamma": 0.5, "early_stop_metric": "val_loss", "amp": False, "histogram_every": 7}
+    assert runs.read_summary(run.path)["status"] == "finished"
