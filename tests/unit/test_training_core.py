@@ -473,3 +473,16 @@ def test_frozen_phase_then_everything_at_a_lower_lr_and_resume_across_the_switch
     assert summary["status"] == "finished"
     for got, want in zip(epoch_figures(stopped), epoch_figures(run_dir)):
         assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
+
+
+def test_tensorboard_logs_scalars_lr_and_histograms(split, cache, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = config(split, epochs=2, tensorboard=True, histogram_every=2)
+    run_dir, summary = train(cfg, tmp_path, cache)
+    assert summary["status"] == "finished"
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"histograms": 0}).Reload()
+    scalars, histograms = set(events.Tags()["scalars"]), events.Tags()["histograms"]
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "lr"} <= scalars, scalars
+    assert [e.step for e in events.Scalars("val/acc")] == [1, 2]
+    assert any(tag.startswith("grad") for tag in histograms) and any(not tag.startswith("grad") for tag in histograms), histograms
