@@ -15,6 +15,16 @@ EARLY_STOP_METRICS = ("val_acc", "val_loss")
 
 @dataclass
 class TrainConfig:
+    """Everything a run needs besides its data; `config.json` holds it, so a run can be redone.
+
+    What is trained: the model reference may carry a freeze policy (`model["freeze"]`: "all",
+    "head" or "last:N", set on the Model page). With `freeze_epochs` = 0 the whole run trains
+    what that policy leaves trainable, at `lr`. With `freeze_epochs` = K > 0 training has two
+    phases: epochs 1..K train the head only at `lr`; the rest train what the policy leaves
+    trainable (everything when there is no policy) at `lr * unfreeze_lr_factor`, with a fresh
+    optimizer and scheduler. The summary's `trainable_params` is the current phase's count.
+    """
+
     data: str                               # split folder (train/, val/, test/, split.json)
     model: dict[str, Any] = field(default_factory=lambda: {"preset": "simple_cnn"})
     name: str = ""
@@ -34,8 +44,8 @@ class TrainConfig:
     normalization: str = "imagenet"
     early_stop_metric: str = "val_acc"
     early_stop_patience: int = 0            # epochs without improvement; 0 = off
-    freeze_epochs: int = 0                  # transfer learning: epochs with only the head trained
-    unfreeze_lr_factor: float = 0.1         # lr multiplier when the whole network is unfrozen
+    freeze_epochs: int = 0                  # transfer learning: first epochs with only the head trained
+    unfreeze_lr_factor: float = 0.1         # lr multiplier after those epochs (see the docstring)
     device: str = "auto"
     seed: int = 42
     amp: bool = True                        # mixed precision, on CUDA only

@@ -255,11 +255,12 @@ class Trainer:
             self.generator.set_state(resume["rng_generator"])
 
     def _start_phase(self, epoch: int) -> None:
-        """Transfer learning as the course does it: the head alone first, then everything at a lower lr."""
+        """Transfer learning as the course does it: the head alone first, then the model's own
+        freeze policy (`model["freeze"]`, default everything) at a lower lr (see TrainConfig)."""
         cfg = self.cfg
         frozen = epoch < cfg.freeze_epochs
         self.phase_frozen = frozen
-        counts = self.freeze(self.model, "head" if frozen else "all")
+        counts = self.freeze(self.model, "head" if frozen else cfg.model.get("freeze", "all"))
         self.trainable = counts.trainable
         lr = cfg.lr if frozen or cfg.freeze_epochs == 0 else cfg.lr * cfg.unfreeze_lr_factor
         phase_epochs = cfg.freeze_epochs if frozen else cfg.epochs - cfg.freeze_epochs
@@ -350,6 +351,7 @@ class Trainer:
             while self.epoch < cfg.epochs:
                 if self.phase_frozen and self.epoch >= cfg.freeze_epochs:
                     self._start_phase(self.epoch)
+                    runs.update_summary(self.run_dir, trainable_params=self.trainable)
                 epoch = self.epoch + 1
                 t0 = time.perf_counter()
                 n_batches = len(self.train_batches)

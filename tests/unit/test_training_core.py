@@ -466,9 +466,11 @@ def test_frozen_phase_then_everything_at_a_lower_lr_and_resume_across_the_switch
     run_dir, summary = train(cfg, tmp_path, cache)
     assert summary["status"] == "finished"
     assert [r["lr"] for r in runs.read_metrics(run_dir, "epoch")] == pytest.approx([2e-3, 5e-4, 5e-4])
-    assert summary["trainable_params"] < summary["params"]  # the first phase trains the head only
+    assert summary["trainable_params"] == summary["params"]  # the second phase trains everything
 
     stopped, _ = train(cfg, tmp_path, cache, **stop_after_epoch(1))  # stopped right at the switch
+    # The first phase trains the head only: the body is still bit-identical to the start.
+    assert not any(changed(initial_model(cfg), checkpoint.load(stopped / "last.pt")["model"], "features."))
     _, summary = train(cfg, tmp_path, cache, run_dir=stopped, resume=True)
     assert summary["status"] == "finished"
     for got, want in zip(epoch_figures(stopped), epoch_figures(run_dir)):
@@ -486,3 +488,47 @@ def test_tensorboard_logs_scalars_lr_and_histograms(split, cache, tmp_path):
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "lr"} <= scalars, scalars
     assert [e.step for e in events.Scalars("val/acc")] == [1, 2]
     assert any(tag.startswith("grad") for tag in histograms) and any(not tag.startswith("grad") for tag in histograms), histograms
+
+
+def initial_model(cfg: TrainConfig, classes: int = 5) -> torch.nn.Module:
+    """The network a run starts from: the Trainer seeds torch with cfg.seed right before building."""
+    torch.manual_seed(cfg.seed)
+    return build_model(cfg.model, classes, cfg.img_size)
+
+
+def changed(before: torch.nn.Module, after: dict, prefix: str) -> list[bool]:
+    """For each parameter under `prefix`: did training change it at all?"""
+    return [not torch.equal(p, after[name]) for name, p in before.named_parameters() if name.startswith(prefix)]
+
+
+def test_the_model_pages_freeze_policy_decides_what_a_run_trains(split, cache, tmp_path):
+    cfg = config(split, model={"preset": "simple_cnn", "freeze": "head"}, epochs=2, augment="none")
+    run_dir, summary = train(cfg, tmp_path, cache)
+    assert summary["status"] == "finished"
+    start = initial_model(cfg)
+    head = sum(p.numel() for p in start.classifier.parameters())
+    assert summary["trainable_params"] == head < summary["params"]
+    trained = checkpoint.load(run_dir / "last.pt")["model"]
+    assert not any(changed(start, trained, "features."))  # bit-identical
+    assert all(changed(start, trained, "classifier."))
+
+
+def test_after_the_frozen_epochs_a_run_trains_what_the_freeze_policy_says_and_resumes_exactly(split, cache, tmp_path):
+    cfg = config(split, model=TINY | {"freeze": "last:1"}, epochs=2, lr=2e-3, freeze_epochs=1,
+                 unfreeze_lr_factor=0.5, augment="none")
+    run_dir, summary = train(cfg, tmp_path, cache)
+    assert [r["lr"] for r in runs.read_metrics(run_dir, "epoch")] == pytest.approx([2e-3, 1e-3])
+    start = initial_model(cfg)
+    last_stage = sum(p.numel() for p in start.features[1].parameters())
+    head = sum(p.numel() for p in start.classifier.parameters())
+    assert summary["trainable_params"] == head + last_stage < summary["params"]
+    trained = checkpoint.load(run_dir / "last.pt")["model"]
+    assert not any(changed(start, trained, "features.0."))
+    assert all(changed(start, trained, "features.1.")) and all(changed(start, trained, "classifier."))
+
+    stopped, _ = train(cfg, tmp_path, cache, **stop_after_epoch(1))
+    assert not any(changed(start, checkpoint.load(stopped / "last.pt")["model"], "features."))
+    _, summary = train(cfg, tmp_path, cache, run_dir=stopped, resume=True)
+    assert summary["trainable_params"] == head + last_stage
+    for got, want in zip(epoch_figures(stopped), epoch_figures(run_dir), strict=True):
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
