@@ -9,6 +9,11 @@ from pathlib import Path
 from core.cli import Output
 from core.errors import UserError
 from core.i18n import cli_lang, t
+from core.training.config import OPTIMIZERS, SCHEDULERS
+
+# core.data.augment.AUGMENT_PRESETS and core.device.CHOICES, named here so that --help does not import torch
+AUGMENTS = ("none", "light", "seed", "strong")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def register(sub) -> None:
@@ -16,30 +21,30 @@ def register(sub) -> None:
     p = sub.add_parser("train", help=t("training.cli.train_help", lang))
     p.add_argument("--data", metavar="SPLIT", help=t("training.cli.data", lang))
     p.add_argument("--model", metavar="NAME_OR_SPEC", default="simple_cnn", help=t("training.cli.model", lang))
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--img-size", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--optimizer", default="adam", help="adam | adamw | sgd")
-    p.add_argument("--scheduler", default="none", help="none | step | plateau | cosine | onecycle")
-    p.add_argument("--augment", default="seed", help="none | light | seed | strong")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.add_argument("--epochs", type=int, default=10, help=t("training.cli.epochs", lang))
+    p.add_argument("--img-size", type=int, default=64, help=t("training.cli.img_size", lang))
+    p.add_argument("--batch-size", type=int, default=64, help=t("training.cli.batch_size", lang))
+    p.add_argument("--lr", type=float, default=1e-3, help=t("training.cli.lr", lang))
+    # Not argparse choices: a wrong value gets core's own translated message (and JSON with --json).
+    for flag, default, names in (("--optimizer", "adam", OPTIMIZERS), ("--scheduler", "none", SCHEDULERS),
+                                 ("--augment", "seed", AUGMENTS), ("--device", "auto", DEVICES)):
+        p.add_argument(flag, default=default, help=t("training.cli.choice", lang, choices=", ".join(names)))
     p.add_argument("--runs-dir", metavar="DIR", help=t("training.cli.runs_dir", lang))
-    p.add_argument("--name", default="")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--name", default="", help=t("training.cli.name", lang))
+    p.add_argument("--seed", type=int, default=42, help=t("training.cli.seed", lang))
     p.add_argument("--resume", metavar="RUN", help=t("training.cli.resume", lang))
     p.set_defaults(handler=train)
 
     p = sub.add_parser("evaluate", help=t("training.cli.evaluate_help", lang))
-    p.add_argument("run", metavar="RUN")
+    p.add_argument("run", metavar="RUN", help=t("training.cli.run", lang))
     p.add_argument("--data", metavar="SPLIT", help=t("training.cli.data", lang))
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help=t("training.cli.split", lang))
     p.set_defaults(handler=evaluate)
 
     p = sub.add_parser("predict", help=t("training.cli.predict_help", lang))
-    p.add_argument("run", metavar="RUN")
-    p.add_argument("images", metavar="IMAGE", nargs="+")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("run", metavar="RUN", help=t("training.cli.run", lang))
+    p.add_argument("images", metavar="IMAGE", nargs="+", help=t("training.cli.images", lang))
+    p.add_argument("--topk", type=int, default=5, help=t("training.cli.topk", lang))
     p.set_defaults(handler=predict)
 
 

@@ -132,3 +132,12 @@ def test_ctrl_c_stops_a_cli_run_cleanly(workspace, split, tiny_spec, capsys, mon
     assert epoch["epoch"] == 1 and final["summary"]["status"] == "stopped" and final["summary"]["epochs_done"] == 1
     run_dir = workspace.runs / final["run"].rsplit("/", 1)[-1]
     assert runs.read_summary(run_dir)["status"] == "stopped" and (run_dir / "last.pt").is_file()
+
+
+def test_train_help_lists_the_choices_core_accepts():
+    """--help names the choices without importing torch; they must not drift from core's."""
+    from core.cli.train import AUGMENTS, DEVICES
+    from core.data.augment import AUGMENT_PRESETS
+    from core.device import CHOICES
+
+    assert (AUGMENTS, DEVICES) == (AUGMENT_PRESETS, CHOICES)
