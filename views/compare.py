@@ -141,7 +141,7 @@ for col, v in zip(st.columns(min(len(views), 3)) * ((len(views) + 2) // 3), view
 # --- Per-class scores and confused pairs ---------------------------------------------------
 st.header(ui.t("compare.per_class"))
 scores = {v.label: compare.per_class_scores(v) for v in views}
-names = views[0].names
+names = scores[views[0].label]["class"].tolist()
 for tab, metric in zip(st.tabs([ui.t("compare.precision"), ui.t("compare.recall"), ui.t("compare.f1")]),
                        ("precision", "recall", "f1")):
     with tab:

@@ -106,7 +106,7 @@ if report.sizes:
     st.caption(ui.t("data.page.sizes", wmin=w["min"], wmed=w["median"], wmax=w["max"],
                     hmin=h["min"], hmed=h["median"], hmax=h["max"],
                     formats=", ".join(f"{k} {v}" for k, v in sorted(report.formats.items()))))
-empty = [c.name for c in report.classes if c.images == 0]
+empty = [c.display for c in listed if c.images == 0]
 if empty:
     st.warning(ui.t("data.page.empty_classes", names=", ".join(empty)))
 
@@ -153,13 +153,13 @@ out_text = st.text_input(ui.t("data.page.split_out"), value=str(out), help=ui.t(
 out = Path(out_text).expanduser()
 with ui.user_errors():
     plan = plan_split(report, val_pct / 100, test_pct / 100, int(seed))
-    preview = pd.DataFrame(counts(plan, report.class_names)).T[list(SPLITS)]
+    preview = pd.DataFrame(counts(plan, [c.name for c in listed])).T[list(SPLITS)]
     preview.index = [display_of[n] for n in preview.index]
     preview.columns = [ui.t("data.split." + s) for s in SPLITS]
     preview.loc[ui.t("data.cli.total")] = preview.sum()
     st.dataframe(preview)
     for name, have in plan["too_small"]:
-        st.warning(ui.t("data.page.too_small", name=name, count=have, needed=plan["needed"]))
+        st.warning(ui.t("data.page.too_small", name=display_of[name], count=have, needed=plan["needed"]))
     if plan["skipped"]:
         st.caption(ui.t("data.page.skipped", n=len(plan["skipped"])))
 

@@ -7,6 +7,7 @@ import streamlit as st
 
 import ui
 from core import charts
+from core.data.files import natural_order
 from core.data.images import open_image
 from core.errors import UserError
 from core.explain import METHOD_LABELS, METHODS, class_names, explain, feature_layers, model_input
@@ -54,7 +55,7 @@ if not runs:
 SOURCES = ("upload", "camera", "test")
 source = st.radio(ui.t("explain.page.source"), SOURCES, horizontal=True, key="explain_source",
                   format_func=lambda s: ui.t(f"explain.page.source_{s}"))
-image, true_class, image_name = None, None, None
+image, true_class, true_name, image_name = None, None, None, None
 with ui.user_errors():
     if source == "upload":
         upload = st.file_uploader(ui.t("explain.page.upload"), type=UPLOAD_TYPES, key="explain_upload")
@@ -71,15 +72,15 @@ with ui.user_errors():
             st.info(ui.t("explain.page.no_test_split"))
         else:
             index = st.selectbox(ui.t("explain.page.test_image"), range(len(pictures)), key="explain_test_index",
-                                 format_func=lambda i: f"{pictures[i][1]} / {pictures[i][0].name}")
-            path, true_class = pictures[index]
+                                 format_func=lambda i: f"{pictures[i][2]} / {pictures[i][0].name}")
+            path, true_class, true_name = pictures[index]
             image, image_name = open_image(path), path.name
 if image is None:
     st.info(ui.t("explain.page.pick_image"))
     st.stop()
 shown = display_copy(image)
 st.caption(ui.t("explain.page.image_facts", name=image_name, width=image.width, height=image.height)
-           + (" · " + ui.t("explain.page.true_class", name=true_class) if true_class else ""))
+           + (" · " + ui.t("explain.page.true_class", name=true_name) if true_class else ""))
 
 # --- 2. Runs and shared controls -----------------------------------------------------------
 pair = default_pair(runs)
@@ -99,13 +100,15 @@ if not usable:
 
 common_layers = [name for name in usable[0][2] if all(name in x[2] for x in usable)]
 names = class_names(usable[0][1])
+reading_order = natural_order(list(field_of(usable[0][1], "classes")))
 c1, c2, c3, c4 = st.columns(4)
 method = c1.selectbox(ui.t("explain.page.method"), list(METHODS), format_func=METHOD_LABELS.__getitem__,
                       key="explain_method")
 layer = c2.selectbox(ui.t("explain.page.layer"), [""] + common_layers, key="explain_layer",
                      format_func=lambda n: n or ui.t("explain.page.default_layer"), help=ui.t("explain.page.layer_help"))
-target = c3.selectbox(ui.t("explain.page.target"), [""] + names, key="explain_target",
-                      format_func=lambda n: n or ui.t("explain.page.predicted_class"), help=ui.t("explain.page.target_help"))
+target = c3.selectbox(ui.t("explain.page.target"), [None] + reading_order, key="explain_target",
+                      format_func=lambda i: ui.t("explain.page.predicted_class") if i is None else names[i],
+                      help=ui.t("explain.page.target_help"))
 opacity = c4.slider(ui.t("explain.page.opacity"), 0.0, 1.0, 0.5, 0.05, key="explain_opacity")
 if method == "scorecam":
     st.caption(ui.t("explain.page.scorecam_slow"))
@@ -121,7 +124,7 @@ for col, rid, item in zip(panels, chosen, loaded):
             continue
         model, info, layers = item
         try:
-            result = explain(model, info, image, method=method, layer=layer or None, target=target or None,
+            result = explain(model, info, image, method=method, layer=layer or None, target=target,
                              names=layers, cam_size=shown.size)
         except UserError as err:
             ui.show_error(err)

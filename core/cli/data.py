@@ -47,8 +47,7 @@ def check(args: argparse.Namespace, out: Output) -> int:
     report = scan(args.src)
     lines = [out.t("data.cli.check_root", root=report.root, images=report.total_images, classes=len(report.classes))]
     for c in report.listed():
-        label = c.name if c.display == c.name else f"{c.name} ({c.display})"
-        lines.append(f"  {label:<32} {c.images:>7}" + (f"  ({out.t('data.cli.bad', n=c.problems)})" if c.problems else ""))
+        lines.append(f"  {c.label:<32} {c.images:>7}" + (f"  ({out.t('data.cli.bad', n=c.problems)})" if c.problems else ""))
     for axis, s in report.sizes.items():
         lines.append(out.t(f"data.cli.{axis}", **s))
     lines.append(out.t("data.cli.formats", formats=", ".join(f"{k} {v}" for k, v in sorted(report.formats.items()))))
@@ -63,11 +62,13 @@ def check(args: argparse.Namespace, out: Output) -> int:
 
 
 def split(args: argparse.Namespace, out: Output) -> int:
+    from core.data.scan import scan
     from core.data.split import SPLITS, split_dataset
 
-    info = split_dataset(args.src, args.out, args.val, args.test, args.seed, args.mode, args.force)
+    report = scan(args.src)
+    info = split_dataset(args.src, args.out, args.val, args.test, args.seed, args.mode, args.force, report=report)
     header = f"{out.t('data.cli.class'):<32}" + "".join(f"{out.t('data.split.' + s):>8}" for s in SPLITS)
-    rows = [f"{name:<32}" + "".join(f"{n:>8}" for n in c.values()) for name, c in info["counts"].items()]
+    rows = [f"{c.label:<32}" + "".join(f"{info['counts'][c.name][s]:>8}" for s in SPLITS) for c in report.listed()]
     totals = {s: sum(c[s] for c in info["counts"].values()) for s in SPLITS}
     rows.append(f"{out.t('data.cli.total'):<32}" + "".join(f"{totals[s]:>8}" for s in SPLITS))
     skipped = [f"  {s['path']}: {out.t('data.reason.' + s['reason'])}" for s in info["skipped"]]

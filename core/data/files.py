@@ -24,6 +24,14 @@ def natural_key(name: str) -> list:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in re.split(r"(\d+)", name) if part]
 
 
+def natural_order(names: list[str]) -> list[int]:
+    """Indices of `names` in the order people read them ("2" before "10").
+
+    Class indices keep ImageFolder's plain sorted order; lists shown to a user go through this.
+    """
+    return sorted(range(len(names)), key=lambda i: natural_key(names[i]))
+
+
 def class_folders(root: Path) -> list[Path]:
     """Class folders of `root` in torchvision ImageFolder order (plain sorted names)."""
     return sorted((p for p in root.iterdir() if p.is_dir() and not is_ignored(p.name)), key=lambda p: p.name)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from core.data.files import class_files, class_folders, is_ignored, is_image_name, natural_key
+from core.data.files import class_files, class_folders, is_ignored, is_image_name, natural_order
 from core.data.images import MAX_PIXELS
 from core.errors import UserError
 
@@ -45,6 +45,11 @@ class ClassInfo:
     display: str  # from cat_to_name.json, else the folder name
     images: int  # usable images
     problems: int
+
+    @property
+    def label(self) -> str:
+        """The folder name, with its display name in brackets when it has one (text listings)."""
+        return self.name if self.display == self.name else f"{self.name} ({self.display})"
 
 
 @dataclass
@@ -73,7 +78,7 @@ class HealthReport:
 
     def listed(self) -> list[ClassInfo]:
         """Classes in the order people read them: natural order, so "2" comes before "10"."""
-        return sorted(self.classes, key=lambda c: natural_key(c.name))
+        return [self.classes[i] for i in natural_order(self.class_names)]
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from core.data.files import natural_order
 from core.errors import UserError
+from core.explain.explainer import class_names
 from core.training.runs import list_runs, read_config, read_json, read_metrics, read_summary
 
 
@@ -53,8 +55,8 @@ class RunView:
 
     @property
     def names(self) -> list[str]:
-        shown = list(self.config.get("display_names") or [])
-        return shown if len(shown) == len(self.classes) else self.classes
+        """What to show for each class index: display names (cat_to_name.json) when known."""
+        return class_names(self.config)
 
     @property
     def dataset(self) -> str:
@@ -154,13 +156,18 @@ def confusion(view: RunView, normalise: bool = False) -> np.ndarray:
 
 
 def per_class_scores(view: RunView) -> pd.DataFrame:
+    """One row per class, in the order people read them ("2" before "10"); `index` is the class index."""
     n = len(view.classes)
     p = view.predictions
-    if not len(p):
-        return pd.DataFrame({"class": view.names, "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0})
-    precision, recall, f1, support = precision_recall_fscore_support(
-        p["true"], p["pred"], labels=list(range(n)), zero_division=0)
-    return pd.DataFrame({"class": view.names, "precision": precision, "recall": recall, "f1": f1, "support": support})
+    if len(p):
+        precision, recall, f1, support = precision_recall_fscore_support(
+            p["true"], p["pred"], labels=list(range(n)), zero_division=0)
+    else:
+        precision = recall = f1 = np.zeros(n)
+        support = np.zeros(n, int)
+    frame = pd.DataFrame({"class": view.names, "index": range(n), "precision": precision, "recall": recall,
+                          "f1": f1, "support": support})
+    return frame.iloc[natural_order(view.classes)].reset_index(drop=True)
 
 
 def most_confused(view: RunView, top: int = 10) -> pd.DataFrame:

@@ -70,11 +70,21 @@ def default_pair(runs: list[Path]) -> list[Path]:
     return runs[:2]
 
 
-def test_split_images(split_dir: str | Path) -> list[tuple[Path, str]]:
-    """(image, class folder name) for every image of SPLIT/test, classes in index order."""
-    from core.data.files import class_folders, class_images
+def test_split_images(split_dir: str | Path) -> list[tuple[Path, str, str]]:
+    """(image, class folder name, display name) for every image of SPLIT/test, classes in the
+    order people read them ("2" before "10")."""
+    from core.data.files import class_folders, class_images, natural_order
+    from core.data.split import read_split_info
+    from core.explain.explainer import class_names
 
     folder = Path(split_dir) / "test"
     if not folder.is_dir():
         return []
-    return [(path, cls.name) for cls in class_folders(folder) for path in class_images(cls)]
+    try:
+        info = read_split_info(split_dir)
+    except UserError:
+        info = {}
+    shown = dict(zip(info.get("classes") or [], class_names(info)))
+    classes = class_folders(folder)
+    ordered = [classes[i] for i in natural_order([c.name for c in classes])]
+    return [(path, cls.name, shown.get(cls.name, cls.name)) for cls in ordered for path in class_images(cls)]

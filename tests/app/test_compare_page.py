@@ -7,18 +7,20 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.explain import compare
+from core.data.scan import scan
 from tests.conftest import ROOT
+from tests.unit.test_data_scan import NUMBERED, NUMBERED_READING, make_numbered_folder
 
 CLASSES = ["circle", "square", "star"]
 
 
-def write_run(runs, run_id, preset, split, preds, test_acc, mtime):
+def write_run(runs, run_id, preset, split, preds, test_acc, mtime, classes=CLASSES, display_names=CLASSES):
     """A finished run folder as training leaves it (the files Compare reads)."""
     run = runs / run_id
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({
-        "model": {"preset": preset}, "data": str(split), "img_size": 32, "classes": CLASSES,
-        "display_names": CLASSES, "mean": [0.5] * 3, "std": [0.25] * 3}))
+        "model": {"preset": preset}, "data": str(split), "img_size": 32, "classes": classes,
+        "display_names": display_names, "mean": [0.5] * 3, "std": [0.25] * 3}))
     (run / "metrics.jsonl").write_text("".join(
         json.dumps({"type": "epoch", "epoch": e, "train_loss": 1 / e, "train_acc": 0.5 + e / 10,
                     "val_loss": 1.2 / e, "val_acc": 0.4 + e / 10, "lr": 1e-3, "img_per_s": 900, "seconds": 1}) + "\n"
@@ -28,7 +30,7 @@ def write_run(runs, run_id, preset, split, preds, test_acc, mtime):
         "params": 12345, "flops": 2.5e6, "seconds": 3.0, "img_per_s": 900.0, "message": "", "created": mtime}))
     lines = ["path,true,pred,confidence,loss"]
     for i, (true, pred) in enumerate(preds):
-        lines.append(f"{CLASSES[true]}/{CLASSES[true]}_{i}.png,{CLASSES[true]},{CLASSES[pred]},0.{60 + i},0.5")
+        lines.append(f"{classes[true]}/{classes[true]}_{i}.png,{classes[true]},{classes[pred]},0.{60 + i},0.5")
     (run / "predictions.csv").write_text("\n".join(lines) + "\n")
     return run
 
@@ -93,3 +95,49 @@ def test_compare_page_in_chinese_with_one_run(workspace):
     at.switch_page("views/compare.py").run()
     assert not at.exception
     assert "至少需要两个" in at.info[0].value
+
+
+@pytest.fixture
+def numbered_runs(workspace, tmp_path):
+    """Two runs on classes 1, 10, 2 (index order) named by a cat_to_name.json."""
+    names = scan(make_numbered_folder(tmp_path / "flowers", per_class=1)).display_names
+    split = workspace.splits / "flowers"
+    truths = [0, 0, 1, 1, 2, 2]
+    for i, true in enumerate(truths):
+        folder = split / "test" / NUMBERED[true]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((20, 30, 3), 25 * i, np.uint8)).save(folder / f"{NUMBERED[true]}_{i}.png")
+    preds = [(list(zip(truths, [0, 1, 1, 1, 2, 0])), 0.667), (list(zip(truths, [0, 0, 1, 1, 2, 2])), 1.0)]
+    return [write_run(workspace.runs, f"r{k}", preset, split, p, acc, 1_000 * k, NUMBERED, names)
+            for k, (preset, (p, acc)) in enumerate(zip(("simple_cnn", "cbam_cnn"), preds), 1)]
+
+
+def test_per_class_scores_read_in_natural_order_with_display_names(numbered_runs):
+    view = compare.load_view(numbered_runs[0])
+    assert view.names == ["pink primrose", "globe thistle", "2"]  # index order
+    scores = compare.per_class_scores(view)
+    assert scores["class"].tolist() == NUMBERED_READING and scores["index"].tolist() == [0, 2, 1]
+    assert scores["recall"].tolist() == [0.5, 0.5, 1.0]  # "10" (index 1) is always right
+    assert compare.most_confused(view)["true"].tolist() == ["pink primrose", "2"]
+
+
+def plotly_figures(at) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def test_compare_page_labels_classes_by_display_name(numbered_runs):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["lang"] = "en"
+    at.run()
+    at.switch_page("views/compare.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    figures = plotly_figures(at)
+    matrices = [f for f in figures if f["data"][0]["type"] == "heatmap"]
+    assert len(matrices) == 2
+    for matrix in matrices:  # index order on the axes, display names on the labels
+        assert matrix["data"][0]["x"] == matrix["data"][0]["y"] == ["pink primrose", "globe thistle", "2"]
+    bars = [f for f in figures if f["data"][0]["type"] == "bar"]
+    assert bars and all(trace["x"] == NUMBERED_READING for f in bars for trace in f["data"])
+    next(s for s in at.selectbox if s.label == "Run").set_value("r1 · simple_cnn").run()
+    mistakes = next(s for s in at.selectbox if s.label == "Mistake").options
+    assert "globe thistle (true: pink primrose)" in mistakes and "pink primrose (true: 2)" in mistakes

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from core import i18n
 from core.data.split import read_split_info
 from tests.conftest import ROOT
-from tests.unit.test_data_scan import make_bad_folder
+from tests.unit.test_data_scan import NUMBERED_READING, make_bad_folder, make_numbered_folder
 
 
 def open_data_page(lang: str = "en") -> AppTest:
@@ -86,3 +86,13 @@ def test_real_photo_folder_checked_split_and_previewed(workspace, clothing: Path
     button(at, "data.page.reroll").click().run()
     assert not at.exception
     assert len(image_urls(at)) == 5 * 6 + 9 and image_urls(at)[-8:] != before
+
+
+def test_split_preview_shows_display_names_in_natural_order(workspace, tmp_path):
+    folder = make_numbered_folder(tmp_path / "flowers")
+    at = open_data_page()
+    at.text_input(key="data_folder_input").set_value(str(folder)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    preview = at.dataframe[-1].value
+    assert list(preview.index) == NUMBERED_READING + ["total"]
+    assert list(at.dataframe[0].value["Name"]) == NUMBERED_READING  # the health table agrees

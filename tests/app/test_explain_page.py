@@ -12,10 +12,15 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.data.demo import make_demo
-from core.data.split import split_dataset
+from core.data.split import read_split_info, split_dataset
+from core.explain import runs as explain_runs  # a bare test_split_images here would be collected as a test
+from core.models import build_model
+from core.training import checkpoint
+from core.training import runs as run_files
 from core.training.config import TrainConfig
 from core.training.engine import Trainer, start_run
 from tests.conftest import ROOT
+from tests.unit.test_data_scan import NUMBERED, NUMBERED_READING, make_numbered_folder
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +108,46 @@ def test_a_mismatched_checkpoint_is_reported_and_the_other_run_still_shows(runs)
     assert not at.exception, [e.value for e in at.exception]
     assert any(runs[1].name in e.value for e in at.error)
     assert len(heatmap_captions(at)) == 1
+
+
+@pytest.fixture
+def numbered(workspace, tmp_path):
+    """A split of classes 1, 2, 10 named by cat_to_name.json, and two runs on it (untrained
+    weights: what is shown does not depend on what was learnt)."""
+    split = workspace.splits / "flowers"
+    split_dataset(make_numbered_folder(tmp_path / "flowers"), split, val=0.2, test=0.4, mode="copy")
+    workspace.remember(current_split=str(split))
+    info = read_split_info(split)
+    for preset in ("simple_cnn", "cbam_cnn"):
+        run_dir = workspace.runs / f"r-{preset}"
+        run_dir.mkdir(parents=True)
+        run_files.write_json(run_dir / "config.json", {
+            "model": {"preset": preset}, "data": str(split), "img_size": 32, "classes": info["classes"],
+            "display_names": info["display_names"], "mean": [0.5] * 3, "std": [0.25] * 3})
+        run_files.update_summary(run_dir, status="finished")
+        model = build_model({"preset": preset}, len(info["classes"]), 32)
+        checkpoint.save({"model": model.state_dict(), "classes": info["classes"], "img_size": 32, "epoch": 1},
+                        run_dir / "best.pt")
+    return split
+
+
+def test_test_images_come_in_natural_order_with_display_names(numbered):
+    pictures = explain_runs.test_split_images(numbered)
+    assert [cls for _, cls, _ in pictures] == ["1", "1", "2", "2", "10", "10"]
+    assert list(dict.fromkeys(name for _, _, name in pictures)) == NUMBERED_READING
+
+
+def test_class_list_and_test_image_picker_show_display_names_in_natural_order(numbered):
+    at = open_page()
+    at.radio(key="explain_source").set_value("test").run()
+    assert not at.exception, [e.value for e in at.exception]
+    picker = at.selectbox(key="explain_test_index")
+    assert [o.split(" / ")[0] for o in picker.options] == [n for n in NUMBERED_READING for _ in range(2)]
+    assert any("true class: pink primrose" in c.value for c in at.caption)
+    target = at.selectbox(key="explain_target")
+    assert target.options == ["Predicted class"] + NUMBERED_READING
+    picker.set_value(4).run()  # a picture of class "10"
+    assert any("true class: globe thistle" in c.value for c in at.caption)
+    at.selectbox(key="explain_target").set_value(NUMBERED.index("10")).run()
+    assert not at.exception and not at.error
+    assert heatmap_captions(at) and all(c.endswith("globe thistle") for c in heatmap_captions(at))

@@ -9,7 +9,7 @@ import sys
 from core.cli import main
 from core.data.split import read_split_info
 from tests.conftest import ROOT
-from tests.unit.test_data_scan import make_bad_folder
+from tests.unit.test_data_scan import NUMBERED, make_bad_folder, make_numbered_folder
 
 
 def records(capsys) -> list[dict]:
@@ -73,3 +73,14 @@ def test_exit_status_of_the_real_process(tmp_path):
     done = subprocess.run([sys.executable, "-m", "core", "check", str(tmp_path / "photo.jpg")], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "photo.jpg" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_split_table_shows_display_names_in_natural_order(tmp_path, capsys):
+    src = make_numbered_folder(tmp_path / "flowers")
+    assert main(["split", str(src), str(tmp_path / "s"), "--val", "0.2", "--test", "0.2"]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:5]]
+    assert rows == ["1", "2", "10"]  # not 1, 10, 2
+    assert main(["split", str(src), str(tmp_path / "s"), "--force"]) == 0
+    text = capsys.readouterr().out
+    assert "1 (pink primrose)" in text and "10 (globe thistle)" in text
+    assert read_split_info(tmp_path / "s")["classes"] == NUMBERED  # indices keep ImageFolder's order

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.data.files import natural_order
 from core.data.scan import find_root, sample_paths, scan
 from core.errors import UserError
 
@@ -39,6 +40,21 @@ def bomb_png() -> bytes:
     raw[12:29] = ihdr
     raw[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
     return bytes(raw)
+
+
+# Numbered class folders as flowers-102 ships them, and what a user should see for them.
+NUMBERED = ["1", "10", "2"]  # class indices: torchvision ImageFolder's plain sorted order
+NUMBERED_NAMES = {"1": "pink primrose", "10": "globe thistle"}  # "2" has no name: its folder name shows
+NUMBERED_READING = ["pink primrose", "2", "globe thistle"]  # natural order, display names
+
+
+def make_numbered_folder(root: Path, per_class: int = 5) -> Path:
+    """Class folders 1, 2, 10 with a cat_to_name.json that names two of them."""
+    for k, cls in enumerate(NUMBERED):
+        for i in range(per_class):
+            save(noise_image(100 * k + i), root / cls / f"{cls}_{i}.png")
+    (root / "cat_to_name.json").write_text(json.dumps(NUMBERED_NAMES), encoding="utf-8")
+    return root
 
 
 def make_bad_folder(root: Path) -> Path:
@@ -137,13 +153,13 @@ def test_nested_root_is_recognised(tmp_path):
 
 
 def test_cat_to_name_and_natural_order(tmp_path):
-    for i, cls in enumerate(("1", "2", "10")):
-        save(noise_image(i), tmp_path / cls / "x.jpg")
-    (tmp_path / "cat_to_name.json").write_text(json.dumps({"1": "pink primrose", "10": "globe thistle"}))
-    report = scan(tmp_path)
-    assert report.class_names == ["1", "10", "2"]  # indices as torchvision ImageFolder
+    report = scan(make_numbered_folder(tmp_path, per_class=1))
+    assert report.class_names == NUMBERED == ["1", "10", "2"]  # indices as torchvision ImageFolder
     assert [c.name for c in report.listed()] == ["1", "2", "10"]  # what people read
+    assert [c.display for c in report.listed()] == NUMBERED_READING
+    assert [c.label for c in report.listed()] == ["1 (pink primrose)", "2", "10 (globe thistle)"]
     assert report.display_names == ["pink primrose", "globe thistle", "2"]
+    assert natural_order(report.class_names) == [0, 2, 1]
     assert not report.problems  # cat_to_name.json is not a stray file
     assert list(sample_paths(report, per_class=1)) == ["1", "2", "10"]
 
