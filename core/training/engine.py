@@ -196,6 +196,12 @@ def _lr(optimizer: torch.optim.Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
 
 
+def _out_of_memory(err: BaseException) -> bool:
+    """CUDA raises OutOfMemoryError; the CPU allocator and Apple MPS raise a plain RuntimeError."""
+    text = str(err)
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
 class Trainer:
     """Trains one run folder from its config: fresh, or resumed from its `last.pt`."""
 
@@ -298,18 +304,18 @@ class Trainer:
         """
         try:
             return self._run(resume)
-        except torch.OutOfMemoryError:
-            err = UserError("training.oom", batch=self.cfg.batch_size, size=self.cfg.img_size)
-            runs.update_summary(self.run_dir, status="failed", message=err.message(), message_key=err.key,
-                                message_params=err.params)
-            raise err from None
-        except UserError as err:
-            runs.update_summary(self.run_dir, status="failed", message=err.message(), message_key=err.key,
-                                message_params=err.params)
-            raise
         except Exception as err:
-            runs.update_summary(self.run_dir, status="failed", message=f"{type(err).__name__}: {err}")
-            raise
+            known = err if isinstance(err, UserError) else (
+                UserError("training.oom", batch=self.cfg.batch_size, size=self.cfg.img_size)
+                if _out_of_memory(err) else None)
+            if known is None:
+                runs.update_summary(self.run_dir, status="failed", message=f"{type(err).__name__}: {err}")
+                raise
+            runs.update_summary(self.run_dir, status="failed", message=known.message(), message_key=known.key,
+                                message_params=known.params)
+            if known is err:
+                raise
+            raise known from None
 
     def _run(self, resume: bool) -> dict[str, Any]:
         state = checkpoint.load(self.run_dir / "last.pt") if resume else None

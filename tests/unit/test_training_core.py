@@ -532,3 +532,35 @@ def test_after_the_frozen_epochs_a_run_trains_what_the_freeze_policy_says_and_re
     assert summary["trainable_params"] == head + last_stage
     for got, want in zip(epoch_figures(stopped), epoch_figures(run_dir), strict=True):
         assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    RuntimeError("MPS backend out of memory (MPS allocated: 8.00 GB)"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to allocate 4 GB"),
+])
+def test_out_of_memory_on_any_device_says_so_and_suggests_smaller_batches(split, cache, tmp_path, monkeypatch, error):
+    cfg = config(split, batch_size=16)
+
+    def train_one_epoch(*_, **__):
+        raise error
+
+    monkeypatch.setattr(engine, "train_one_epoch", train_one_epoch)
+    with pytest.raises(UserError) as caught:
+        train(cfg, tmp_path, cache)
+    assert caught.value.key == "training.oom" and caught.value.params == {"batch": 16, "size": 32}
+    [run_dir] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    summary = runs.read_summary(run_dir)
+    assert summary["status"] == "failed" and summary["message_key"] == "training.oom"
+    assert "smaller batch size" in summary["message"]
+
+
+def test_any_other_error_fails_the_run_with_its_message(split, cache, tmp_path, monkeypatch):
+    def train_one_epoch(*_, **__):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(engine, "train_one_epoch", train_one_epoch)
+    with pytest.raises(RuntimeError):
+        train(config(split), tmp_path, cache)
+    [run_dir] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert runs.read_summary(run_dir)["message"] == "RuntimeError: mat1 and mat2 shapes cannot be multiplied"
