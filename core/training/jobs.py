@@ -62,13 +62,15 @@ class JobRegistry:
             runs.mark_interrupted(runs_dir, set(self._jobs))
 
     def submit(self, config: TrainConfig, runs_dir: str | Path, cache_dir: Path | None = None) -> str:
-        """Queue a new run; returns its id. The same request again within a few seconds returns
-        the first one's id instead of starting a duplicate."""
+        """Queue a new run; returns its id. The same request again within a few seconds, while
+        the first is still queued or training, returns the first one's id instead of starting a
+        duplicate; once that run is stopped (or over), the same settings start a new run."""
         config = config.validated()
         with self._lock:
             now = time.monotonic()
             for job in self._jobs.values():
                 if (not job.resume and job.config == config and now - job.submitted < SAME_REQUEST_WINDOW_S
+                        and job.status in ("queued", "running") and not job.stop.is_set()
                         and job.run_dir.parent == Path(runs_dir).resolve()):
                     return job.run_id
             run_dir = start_run(config, Path(runs_dir).resolve())

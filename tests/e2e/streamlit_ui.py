@@ -36,6 +36,24 @@ new MutationObserver(records => {
 """
 
 
+# Toasts vanish after a few seconds; installed in a tab (`page.add_init_script`), this keeps
+# the text of every toast the tab has shown, so a slow check cannot miss one.
+RECORD_TOASTS = """
+window.__stToasts = [];
+new MutationObserver(() => {
+  for (const t of document.querySelectorAll('[data-testid="stToast"]')) {
+    const text = (t.innerText || '').trim();
+    if (text && !window.__stToasts.includes(text)) window.__stToasts.push(text);
+  }
+}).observe(document, {childList: true, subtree: true, characterData: true});
+"""
+
+
+def toasts_seen(page: Page) -> list[str]:
+    """Texts of the toasts shown in `page` since it loaded (needs RECORD_TOASTS installed)."""
+    return page.evaluate("() => window.__stToasts || []")
+
+
 def runs_started(page: Page) -> int:
     return page.evaluate("() => window.__stRuns || 0")
 

@@ -111,6 +111,18 @@ def test_two_identical_submits_within_the_window_make_one_run(split, cache, tmp_
     assert sorted(r.id for r in runs.list_runs(tmp_path)) == sorted([first, other])
 
 
+def test_the_same_settings_after_stop_start_a_new_run(split, cache, tmp_path, registry):
+    """Stop, then Start again at once with the same settings (within the duplicate window):
+    a new run, not the stopped one handed back."""
+    first = registry.submit(config(split, epochs=20), tmp_path, cache)
+    registry.stop(first)
+    again = registry.submit(config(split, epochs=20), tmp_path, cache)
+    assert again != first
+    registry.stop(again)
+    assert registry.wait(timeout=60)
+    assert {r.id: r.status for r in runs.list_runs(tmp_path)} == {first: "stopped", again: "stopped"}
+
+
 def test_stop_and_submit_repeatedly_leave_no_thread(split, cache, tmp_path, registry):
     ids = []
     for i in range(3):
