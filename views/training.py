@@ -207,7 +207,7 @@ if info.status in ("running", "queued"):
     live(choice)
 else:
     draw_run(choice)
-    if info.status in runs.RESUMABLE and (info.path / "last.pt").is_file():
+    if info.status in runs.RESUMABLE:
         if st.button(ui.t("training.resume"), key="resume"):
             with ui.user_errors():
                 jobs.resume(info.path, ws.cache)

@@ -70,8 +70,11 @@ def train(args: argparse.Namespace, out: Output) -> int:
     from core.workspace import Workspace
 
     ws = Workspace.open()
+    from_checkpoint = False
     if args.resume:
         run_dir = find_run(args.resume)
+        runs.mark_interrupted(run_dir.parent)  # a run whose process was killed mid-training
+        from_checkpoint = runs.resume_from_checkpoint(run_dir)
         config = TrainConfig.from_dict({k: v for k, v in runs.read_config(run_dir).items()
                                         if k in TrainConfig.__dataclass_fields__})
     else:
@@ -91,7 +94,7 @@ def train(args: argparse.Namespace, out: Output) -> int:
     stop = threading.Event()
     _stop_on_ctrl_c(stop)
     out.emit({"run": str(run_dir), "event": "start"}, out.t("training.cli.started", run=run_dir))
-    summary = Trainer(config, run_dir, cache_dir=ws.cache, stop=stop, on_record=on_record).run(resume=bool(args.resume))
+    summary = Trainer(config, run_dir, cache_dir=ws.cache, stop=stop, on_record=on_record).run(resume=from_checkpoint)
     out.emit({"run": str(run_dir), "summary": summary},
              out.t("training.cli.done", status=summary["status"], best=summary.get("best_val_acc") or 0.0,
                    test=summary.get("test_acc") if summary.get("test_acc") is not None else float("nan"), run=run_dir))

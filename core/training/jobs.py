@@ -78,19 +78,18 @@ class JobRegistry:
             return run_dir.name
 
     def resume(self, run_dir: str | Path, cache_dir: Path | None = None) -> str:
-        """Queue a stopped or interrupted run to continue from its `last.pt`."""
+        """Queue a stopped or interrupted run to continue from its `last.pt`; one that never
+        started training (stopped or cut off while queued) has none and starts from the beginning."""
         run_dir = Path(run_dir).resolve()
         with self._lock:
             job = self._jobs.get(run_dir.name)
             if job is not None and job.status in ("queued", "running"):
                 return job.run_id
-            status = runs.read_summary(run_dir).get("status")
-            if status not in runs.RESUMABLE or not (run_dir / "last.pt").is_file():
-                raise UserError("training.cannot_resume", run=run_dir.name, status=status or "?")
+            from_checkpoint = runs.resume_from_checkpoint(run_dir)
             config = TrainConfig.from_dict({k: v for k, v in runs.read_config(run_dir).items()
                                             if k in TrainConfig.__dataclass_fields__})
             runs.update_summary(run_dir, status="queued", **runs.owner())
-            self._enqueue(Job(run_dir, config, cache_dir, resume=True))
+            self._enqueue(Job(run_dir, config, cache_dir, resume=from_checkpoint))
             return run_dir.name
 
     def stop(self, run_id: str) -> None:

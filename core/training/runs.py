@@ -96,6 +96,17 @@ def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
     os.replace(tmp, path)
 
 
+def resume_from_checkpoint(run_dir: Path) -> bool:
+    """Whether Resume continues a run from its `last.pt` (True) or trains it from the start
+    (False: stopped or cut off before its first checkpoint). Only stopped or interrupted runs resume."""
+    from core.errors import UserError
+
+    status = read_summary(run_dir).get("status")
+    if status not in RESUMABLE:
+        raise UserError("training.cannot_resume", run=Path(run_dir).name, status=status or "?")
+    return (Path(run_dir) / "last.pt").is_file()
+
+
 def owner() -> dict[str, Any]:
     """Who is running a run: lets a restarted app tell a dead run from one another process trains."""
     return {"pid": os.getpid(), "host": socket.gethostname()}

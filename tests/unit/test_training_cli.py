@@ -82,6 +82,22 @@ def test_resume_a_stopped_run(workspace, split, cache, capsys):
     assert main(["train", "--resume", run_dir.name, "--json"]) == 0
     _, epoch, final = records(capsys)
     assert epoch["epoch"] == 2 and final["summary"]["status"] == "finished"
+    # finished now: resuming again is refused with a message
+    assert main(["train", "--resume", run_dir.name, "--json"]) == 2
+    assert records(capsys)[0]["key"] == "training.cannot_resume"
+
+
+def test_resume_a_run_whose_training_process_was_killed(workspace, split, cache, capsys):
+    """Left `running` by a dead process: the CLI sees it is interrupted and continues it."""
+    cfg = config(split, epochs=2)
+    run_dir = start_run(cfg, workspace.runs)
+    stop = threading.Event()
+    Trainer(cfg, run_dir, cache_dir=cache, stop=stop,
+            on_record=lambda r: stop.set() if r["type"] == "epoch" else None).run()
+    runs.update_summary(run_dir, status="running", pid=2**22 + 1)  # as a SIGKILL leaves it
+    assert main(["train", "--resume", str(run_dir), "--json"]) == 0
+    _, epoch, final = records(capsys)
+    assert epoch["epoch"] == 2 and final["summary"]["status"] == "finished"
 
 
 @pytest.mark.parametrize("argv, key", [

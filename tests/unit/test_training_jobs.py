@@ -149,3 +149,28 @@ def test_stop_and_submit_repeatedly_leave_no_thread(split, cache, tmp_path, regi
     assert registry.wait(timeout=60) and trainer_threads() == []
     registry.stop("no-such-run")  # harmless
     assert registry.snapshot("no-such-run") is None
+
+
+def test_a_run_that_never_started_training_resumes_from_the_beginning(split, cache, tmp_path, registry):
+    """Stopped while queued, or cut off by a closed app before its first checkpoint: no last.pt,
+    yet Resume trains it, from epoch 1."""
+    running = registry.submit(config(split, name="first", epochs=20), tmp_path, cache)
+    waiting = registry.submit(config(split, name="second", epochs=2), tmp_path, cache)
+    registry.stop(waiting)
+    registry.stop(running)
+    assert registry.wait(timeout=60)
+    assert not (tmp_path / waiting / "last.pt").exists()
+    assert registry.resume(tmp_path / waiting, cache) == waiting
+    assert registry.wait(timeout=120)
+    assert runs.read_summary(tmp_path / waiting)["status"] == "finished"
+    assert [r["epoch"] for r in runs.read_metrics(tmp_path / waiting, "epoch")] == [1, 2]
+
+
+def test_a_finished_run_cannot_be_resumed(split, cache, tmp_path, registry):
+    from core.errors import UserError
+
+    run_id = registry.submit(config(split, epochs=1), tmp_path, cache)
+    assert registry.wait(timeout=120)
+    with pytest.raises(UserError) as caught:
+        registry.resume(tmp_path / run_id, cache)
+    assert caught.value.key == "training.cannot_resume"
