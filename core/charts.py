@@ -50,19 +50,23 @@ def confusion_matrix(matrix: list[list[float]], names: list[str], title: str, tr
     the clicks from an invisible square marker on each cell; `customdata` holds (true, pred).
     """
     n = len(names)
+    height = max(320, 40 * n + 120)
+    # Click targets smaller than a cell (about (height - 110) / n px high, less in a narrow
+    # column): overlapping markers would let a click pick the neighbouring cell.
+    marker_px = max(6, int(0.6 * (height - 110) / max(n, 1)))
     cells = [(i, j) for i in range(n) for j in range(n)]
     text = [f"{matrix[i][j]:.0%}" if percent else f"{int(matrix[i][j])}" for i, j in cells]
     fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, colorscale="Blues", showscale=False, hoverinfo="skip"))
     fig.add_trace(go.Scatter(
         x=[names[j] for _, j in cells], y=[names[i] for i, _ in cells], mode="markers+text", text=text,
         customdata=[[i, j] for i, j in cells], textfont=dict(size=11),
-        marker=dict(symbol="square", size=max(10, 300 // max(n, 1)), color="rgba(0,0,0,0)"),
+        marker=dict(symbol="square", size=marker_px, color="rgba(0,0,0,0)"),
         hovertemplate=f"{true_label}: %{{y}}<br>{pred_label}: %{{x}}<br>%{{text}}<extra></extra>", showlegend=False,
     ))
     fig.update_xaxes(title=pred_label, side="bottom", type="category")
     fig.update_yaxes(title=true_label, autorange="reversed", type="category", scaleanchor="x")
     fig = styled(fig, title)
-    fig.update_layout(height=max(320, 40 * n + 120), clickmode="event+select", dragmode=False)
+    fig.update_layout(height=height, clickmode="event+select", dragmode=False)
     return fig
 
 

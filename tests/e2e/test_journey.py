@@ -18,7 +18,7 @@ from tests.e2e import bad_files
 from tests.e2e.conftest import SCREENSHOTS
 from tests.e2e.streamlit_ui import (
     act, alerts, assert_no_exception, chart_points, click, expect_text, fill_number, open_app, open_page,
-    plotly_traces, screenshot, select, text_input, upload,
+    plotly_traces, runs_started, screenshot, select, text_input, upload, wait_idle,
 )
 
 SAVED_MODEL = "small-cbam"
@@ -82,7 +82,7 @@ def queue_two_runs_and_watch(page, server) -> None:
     assert_no_exception(page)
     # The live chart gains points while the first run trains.
     title = en("training.chart.iter_loss")
-    seen, deadline = [], time.monotonic() + 180
+    seen, deadline = [], time.monotonic() + 300
 
     def grew() -> bool:
         drawn = [n for n in seen if n > 0]
@@ -97,7 +97,7 @@ def queue_two_runs_and_watch(page, server) -> None:
     # Both runs finish, one after the other.
     from core.training.runs import list_runs
 
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 480  # generous: a shared 2-core machine can be slow
     while time.monotonic() < deadline:
         statuses = [r.status for r in list_runs(server.workspace / "runs")]
         if len(statuses) == 2 and all(s in ("finished", "failed", "stopped") for s in statuses):
@@ -120,6 +120,31 @@ def compare_both(page, server) -> None:
     page.locator(".js-plotly-plot").first.wait_for()
     assert plotly_traces(page, "heatmap") == 2  # one confusion matrix per run
     shot(page, "4-compare")
+    # Clicking a confusion-matrix cell filters the gallery to that (true, predicted) pair.
+    names = sorted(p.name for p in (server.workspace / "splits" / "demo" / "test").iterdir() if p.is_dir())
+    click_confusion_cell(page, true=0, pred=1)
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=en("compare.pair"))
+    pair = " ".join([box.text_content() or ""] + [field.input_value() for field in box.locator("input").all()])
+    assert en("compare.pair_label", pred=names[1], true=names[0]) in pair, pair
+    assert_no_exception(page)
+
+
+def click_confusion_cell(page, true: int, pred: int) -> None:
+    """Click the centre of cell (true, pred) of the first confusion matrix, where a person would."""
+    page.locator(".js-plotly-plot").filter(has=page.locator(".heatmaplayer")).first.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)  # let the scroll settle before measuring
+    x, y = page.evaluate(
+        """([i, j]) => {
+          const g = [...document.querySelectorAll('.js-plotly-plot')]
+            .find(g => (g.data || []).some(t => t.type === 'heatmap'));
+          const box = g.getBoundingClientRect(), xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis;
+          return [box.left + xa._offset + xa.l2p(j), box.top + ya._offset + ya.l2p(i)];
+        }""",
+        [true, pred],
+    )
+    before = runs_started(page)
+    page.mouse.click(x, y)
+    wait_idle(page, after=before)
 
 
 def explain_a_photo(page, server) -> None:
