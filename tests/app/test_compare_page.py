@@ -67,12 +67,17 @@ def test_core_comparison_figures(two_runs):
     assert compare.metrics_table([view])["test_acc"].tolist() == [0.667]
 
 
-def test_compare_page_shows_two_runs(two_runs):
+def open_compare_page() -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["lang"] = "en"
     at.run()
     at.switch_page("views/compare.py").run()
     assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_compare_page_shows_two_runs(two_runs):
+    at = open_compare_page()
     assert at.multiselect[0].value == ["r2-cbam", "r1-simple"]
     table = at.dataframe[0].value
     assert list(table["Run"]) == ["r2-cbam", "r1-simple"]
@@ -126,11 +131,7 @@ def plotly_figures(at) -> list[dict]:
 
 
 def test_compare_page_labels_classes_by_display_name(numbered_runs):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["lang"] = "en"
-    at.run()
-    at.switch_page("views/compare.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_compare_page()
     figures = plotly_figures(at)
     matrices = [f for f in figures if f["data"][0]["type"] == "heatmap"]
     assert len(matrices) == 2

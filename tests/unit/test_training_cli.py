@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -72,13 +73,18 @@ def test_evaluate_and_predict_a_run_by_id(workspace, split, cache, capsys):
     assert {r["class"] for r in first["top"]} <= {"circle", "cross", "square", "star", "triangle"}
 
 
-def test_resume_a_stopped_run(workspace, split, cache, capsys):
+def stopped_after_one_epoch(split, cache, runs_dir) -> Path:
     cfg = config(split, epochs=2)
-    run_dir = start_run(cfg, workspace.runs)
+    run_dir = start_run(cfg, runs_dir)
     stop = threading.Event()
     Trainer(cfg, run_dir, cache_dir=cache, stop=stop,
             on_record=lambda r: stop.set() if r["type"] == "epoch" else None).run()
     assert runs.read_summary(run_dir)["status"] == "stopped"
+    return run_dir
+
+
+def test_resume_a_stopped_run(workspace, split, cache, capsys):
+    run_dir = stopped_after_one_epoch(split, cache, workspace.runs)
     assert main(["train", "--resume", run_dir.name, "--json"]) == 0
     _, epoch, final = records(capsys)
     assert epoch["epoch"] == 2 and final["summary"]["status"] == "finished"
@@ -89,11 +95,7 @@ def test_resume_a_stopped_run(workspace, split, cache, capsys):
 
 def test_resume_a_run_whose_training_process_was_killed(workspace, split, cache, capsys):
     """Left `running` by a dead process: the CLI sees it is interrupted and continues it."""
-    cfg = config(split, epochs=2)
-    run_dir = start_run(cfg, workspace.runs)
-    stop = threading.Event()
-    Trainer(cfg, run_dir, cache_dir=cache, stop=stop,
-            on_record=lambda r: stop.set() if r["type"] == "epoch" else None).run()
+    run_dir = stopped_after_one_epoch(split, cache, workspace.runs)
     runs.update_summary(run_dir, status="running", pid=2**22 + 1)  # as a SIGKILL leaves it
     assert main(["train", "--resume", str(run_dir), "--json"]) == 0
     _, epoch, final = records(capsys)
