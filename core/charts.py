@@ -102,20 +102,33 @@ def smooth(values: list[float], weight: float = 0.9) -> list[float]:
     return out
 
 
+LIVE_POINTS = 600
+
+
+def thin(values: list, max_points: int = LIVE_POINTS) -> list:
+    """Every k-th value (and the last), at most about `max_points`: a long run's live chart stays
+    light to send and to draw, every second, in every tab that watches it."""
+    if len(values) <= max_points:
+        return values
+    k = -(-len(values) // max_points)
+    return values[::k] + ([values[-1]] if (len(values) - 1) % k else [])
+
+
 def iteration_loss(records: list[dict], title: str, raw_label: str, smooth_label: str) -> go.Figure:
-    """Loss every few steps: the raw values faint, their moving average bold."""
-    steps = [r["step"] for r in records]
+    """Loss every few steps: the raw values faint, their moving average (of all of them) bold."""
+    steps = thin([r["step"] for r in records])
     losses = [r["loss"] for r in records]
     fig = go.Figure([
-        go.Scatter(x=steps, y=losses, mode="lines", name=raw_label, line=dict(color="rgba(59,111,216,0.3)")),
-        go.Scatter(x=steps, y=smooth(losses), mode="lines", name=smooth_label, line=dict(color="#3b6fd8", width=2)),
+        go.Scatter(x=steps, y=thin(losses), mode="lines", name=raw_label, line=dict(color="rgba(59,111,216,0.3)")),
+        go.Scatter(x=steps, y=thin(smooth(losses)), mode="lines", name=smooth_label,
+                   line=dict(color="#3b6fd8", width=2)),
     ])
     return styled(fig, title)
 
 
 def lr_curve(records: list[dict], title: str) -> go.Figure:
     """The learning rate per step, on a log axis (schedulers change it by orders of magnitude)."""
-    fig = go.Figure(go.Scatter(x=[r["step"] for r in records], y=[r["lr"] for r in records], mode="lines",
-                               line=dict(color="#00a36c")))
+    fig = go.Figure(go.Scatter(x=thin([r["step"] for r in records]), y=thin([r["lr"] for r in records]),
+                               mode="lines", line=dict(color="#00a36c")))
     fig.update_yaxes(type="log")
     return styled(fig, title)

@@ -122,7 +122,8 @@ def live_state(run_id: str) -> dict:
     return snap
 
 
-def draw_run(run_id: str) -> None:
+def draw_run(run_id: str) -> str:
+    """The run's status line, progress and charts; returns its status."""
     state = live_state(run_id)
     status = state["status"]
     head = st.columns([4, 1])
@@ -147,24 +148,33 @@ def draw_run(run_id: str) -> None:
         st.info(ui.t("training.early_stopped"))
     if not iters:
         st.caption(ui.t("training.waiting"))
-        return
-    c = st.columns(2)
-    c[0].plotly_chart(charts.iteration_loss(iters, ui.t("training.chart.iter_loss"), ui.t("training.chart.raw"),
-                                            ui.t("training.chart.smoothed")), key=f"iter_{run_id}")
-    c[1].plotly_chart(charts.lr_curve(iters, ui.t("training.chart.lr")), key=f"lr_{run_id}")
-    if epochs:
-        c = st.columns(2)
-        for col, metric in zip(c, ("loss", "acc")):
-            col.plotly_chart(charts.run_curves({run_id[-24:]: epochs}, metric, ui.t(f"training.chart.{metric}"),
-                                               ui.t("training.chart.train"), ui.t("training.chart.val")),
-                             key=f"{metric}_{run_id}")
+        return status
+    figures = live_figures(run_id, ui.lang(), len(records), repr(records[-1]), iters, epochs)
+    names = list(figures)
+    for row in (names[:2], names[2:]):
+        for col, name in zip(st.columns(2) if row else [], row):
+            col.plotly_chart(figures[name], key=f"{name}_{run_id}")
+    return status
 
 
-@st.fragment(run_every=1.0)
+@st.cache_resource(max_entries=64, show_spinner=False)
+def live_figures(run_id: str, lang: str, n_records: int, last_record: str, _iters: list[dict],
+                 _epochs: list[dict]) -> dict:
+    """The run's charts for its records so far, built once and shared by every tab watching it
+    (keyed by the run, the language and its records' count and last one)."""
+    figures = {"iter": charts.iteration_loss(_iters, ui.t("training.chart.iter_loss"), ui.t("training.chart.raw"),
+                                             ui.t("training.chart.smoothed")),
+               "lr": charts.lr_curve(_iters, ui.t("training.chart.lr"))}
+    for metric in ("loss", "acc") if _epochs else ():
+        figures[metric] = charts.run_curves({run_id[-24:]: _epochs}, metric, ui.t(f"training.chart.{metric}"),
+                                            ui.t("training.chart.train"), ui.t("training.chart.val"))
+    return figures
+
+
+@st.fragment(run_every=2.0)
 def live(run_id: str) -> None:
-    """Redrawn every second while the run trains; the rest of the page stays usable."""
-    draw_run(run_id)
-    if live_state(run_id)["status"] not in ("running", "queued"):
+    """Redrawn every two seconds while the run trains; the rest of the page stays usable."""
+    if draw_run(run_id) not in ("running", "queued"):
         st.rerun()  # the run ended: refresh the run list and stop polling
 
 

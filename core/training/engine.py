@@ -7,7 +7,6 @@ every `log_every` steps (for the live chart) and at the end of an epoch.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from contextlib import nullcontext
@@ -25,6 +24,7 @@ from core.data.split import read_split_info
 from core.errors import UserError
 from core.training import checkpoint, runs
 from core.training.config import TrainConfig
+from core.training.threads import ThreadGovernor
 
 Record = dict[str, Any]
 OnRecord = Callable[[Record], None]
@@ -52,13 +52,6 @@ SCHEDULERS: dict[str, tuple[Callable[..., Any], bool]] = {
 
 class Stopped(Exception):
     """Raised inside the loop when the user asked the run to stop."""
-
-
-def free_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 @dataclass
@@ -222,7 +215,7 @@ class Trainer:
         from core.models import build_model, freeze, summarize
 
         cfg = self.cfg
-        torch.set_num_threads(free_cores())
+        self.threads = ThreadGovernor()
         self.device = devices.resolve(cfg.device)
         self.amp = cfg.amp and self.device.type == "cuda"
         self.data = load_data(cfg, self.cache_dir)
@@ -363,6 +356,7 @@ class Trainer:
                 n_batches = len(self.train_batches)
 
                 def on_batch(b: int, seen: int) -> None:
+                    self.threads.update()
                     if self.on_progress is not None:
                         elapsed = time.perf_counter() - t0
                         rate = seen / elapsed if elapsed > 0 else 0.0
