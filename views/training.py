@@ -122,9 +122,8 @@ def live_state(run_id: str) -> dict:
     return snap
 
 
-def draw_run(run_id: str) -> str:
-    """The run's status line, progress and charts; returns its status."""
-    state = live_state(run_id)
+def draw_head(run_id: str, state: dict) -> None:
+    """The run's name and status, Stop, its error if it failed, and the progress bar."""
     status = state["status"]
     head = st.columns([4, 1])
     head[0].subheader(f"{run_id} · {ui.t('training.status.' + status)}")
@@ -141,20 +140,22 @@ def draw_run(run_id: str) -> str:
         st.progress(min(1.0, done), text=ui.t("training.progress", epoch=p["epoch"], epochs=p["epochs"],
                                                 batch=p["batch"], batches=p["batches"],
                                                 rate=f"{p['img_per_s']:.0f}", eta=eta))
-    records = state["records"]
-    epochs = [r for r in records if r.get("type") == "epoch"]
-    iters = [r for r in records if r.get("type") == "iter"]
-    if any(r.get("type") == "note" for r in records):
+    if any(r.get("type") == "note" for r in state["records"]):
         st.info(ui.t("training.early_stopped"))
+
+
+def draw_charts(run_id: str, records: list[dict], names: tuple[str, ...]) -> None:
+    """The charts among `names` that the records have data for (iteration loss full width, the
+    others side by side)."""
+    iters = [r for r in records if r.get("type") == "iter"]
     if not iters:
-        st.caption(ui.t("training.waiting"))
-        return status
-    figures = live_figures(run_id, ui.lang(), len(records), repr(records[-1]), iters, epochs)
-    names = list(figures)
-    for row in (names[:2], names[2:]):
-        for col, name in zip(st.columns(2) if row else [], row):
+        return
+    figures = live_figures(run_id, ui.lang(), len(records), repr(records[-1]), iters,
+                           [r for r in records if r.get("type") == "epoch"])
+    shown = [name for name in names if name in figures]
+    for row in ([n for n in shown if n == "iter"], [n for n in shown if n != "iter"]):
+        for col, name in zip(st.columns(len(row)) if row else [], row):
             col.plotly_chart(figures[name], key=f"{name}_{run_id}")
-    return status
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -163,19 +164,40 @@ def live_figures(run_id: str, lang: str, n_records: int, last_record: str, _iter
     """The run's charts for its records so far, built once and shared by every tab watching it
     (keyed by the run, the language and its records' count and last one)."""
     figures = {"iter": charts.iteration_loss(_iters, ui.t("training.chart.iter_loss"), ui.t("training.chart.raw"),
-                                             ui.t("training.chart.smoothed")),
-               "lr": charts.lr_curve(_iters, ui.t("training.chart.lr"))}
+                                             ui.t("training.chart.smoothed"))}
     for metric in ("loss", "acc") if _epochs else ():
         figures[metric] = charts.run_curves({run_id[-24:]: _epochs}, metric, ui.t(f"training.chart.{metric}"),
                                             ui.t("training.chart.train"), ui.t("training.chart.val"))
+    figures["lr"] = charts.lr_curve(_iters, ui.t("training.chart.lr"))
     return figures
 
 
+EPOCH_CHARTS = ("loss", "acc", "lr")
+
+
+def draw_run(run_id: str) -> None:
+    state = live_state(run_id)
+    draw_head(run_id, state)
+    draw_charts(run_id, state["records"], ("iter",) + EPOCH_CHARTS)
+
+
+# While a run trains, its page redraws in two parts, so that the eight tabs a class may have open
+# stay light for the machine that trains (bench/bench_load.py): the progress and the loss of the
+# last steps every two seconds, the per-epoch curves and the learning rate every ten.
 @st.fragment(run_every=2.0)
-def live(run_id: str) -> None:
-    """Redrawn every two seconds while the run trains; the rest of the page stays usable."""
-    if draw_run(run_id) not in ("running", "queued"):
-        st.rerun()  # the run ended: refresh the run list and stop polling
+def live_steps(run_id: str) -> None:
+    state = live_state(run_id)
+    draw_head(run_id, state)
+    if not any(r.get("type") == "iter" for r in state["records"]):
+        st.caption(ui.t("training.waiting"))
+    draw_charts(run_id, state["records"], ("iter",))
+    if state["status"] not in ("running", "queued"):
+        st.rerun()  # the run ended: refresh the run list, draw it whole and stop polling
+
+
+@st.fragment(run_every=10.0)
+def live_epochs(run_id: str) -> None:
+    draw_charts(run_id, live_state(run_id)["records"], EPOCH_CHARTS)
 
 
 def run_table(all_runs: list[runs.RunInfo]) -> None:
@@ -214,7 +236,8 @@ if choice != st.query_params.get("run"):
     watch(choice)
 info = next(r for r in all_runs if r.id == choice)
 if info.status in ("running", "queued"):
-    live(choice)
+    live_steps(choice)
+    live_epochs(choice)
 else:
     draw_run(choice)
     if info.status in runs.RESUMABLE:
