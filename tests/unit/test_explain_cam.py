@@ -119,3 +119,15 @@ def test_eigencam_is_the_packages_projection_with_a_fixed_sign():
     energy = activations.sum(1).reshape(2, -1)
     for cam, e in zip(ours.reshape(2, -1), energy):
         assert np.corrcoef(cam, e)[0, 1] > 0
+
+
+def test_a_coarse_layer_gets_a_note_naming_its_grid_and_hooks_are_removed():
+    photo = Image.fromarray(np.random.default_rng(1).integers(0, 255, (80, 120, 3), dtype=np.uint8))
+    info = {"img_size": 64, "classes": list("abcd"), "mean": [0.5] * 3, "std": [0.25] * 3}
+    model = model_for("resnet18_cbam")  # its last stage is 2x2 at 64 px
+    coarse = explain(model, info, photo)
+    assert ("explain.note_coarse", {"layer": "att4", "h": 2, "w": 2, "size": 64}) in coarse.notes
+    assert not [key for key, _ in explain(model, info, photo, layer="att2").notes]  # 8x8
+    assert not any(m._forward_hooks for m in model.modules())
+    small = explain(model_for("simple_cnn"), info | {"img_size": 32}, photo)
+    assert not small.notes  # 8x8 at 32 px
