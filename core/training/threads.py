@@ -4,8 +4,10 @@ OpenMP's threads meet at a barrier after every op, so one of them losing its cor
 program stalls the others: on a 2-core machine with one busy process beside it, simple_cnn
 trained at 720 img/s with 2 threads and at 1,400 with 1 (bench/bench_load.py is the end-to-end
 measure: eight browser tabs watching). Every few seconds the governor reads how much CPU the
-rest of the machine used (Linux's /proc/stat less this process's own time) and sets the thread count to the cores left, at least one. Where /proc is missing (macOS, Windows) the count stays
-at the cores this process may use.
+rest of the machine used (Linux's /proc/stat less this process's own time) and sets the thread
+count to the cores left, at least one. Where /proc is missing (macOS, Windows) the count stays
+at the cores this process may use. A change of count mid-run may change float sums in their
+last bits: CPU runs stay reproducible to rounding, not bit for bit.
 """
 from __future__ import annotations
 
@@ -48,6 +50,8 @@ def threads_for(cores: int, others: float) -> int:
 
 
 class ThreadGovernor:
+    """Made and updated by the training thread: with OpenMP, the count is set for the calling thread."""
+
     def __init__(self, every_s: float = 2.0) -> None:
         self.cores, self.every_s = usable_cores(), every_s
         self.threads = self.cores
