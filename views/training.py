@@ -200,7 +200,18 @@ def live_epochs(run_id: str) -> None:
     draw_charts(run_id, live_state(run_id)["records"], EPOCH_CHARTS)
 
 
+@st.fragment(run_every=10.0)
+def live_table() -> None:
+    """The queue and the run list, re-read while jobs run (epochs done, statuses)."""
+    run_table(runs.list_runs(ws.runs))
+    if not jobs.busy():
+        st.rerun()  # the queue is done: the page draws the list once more and stops polling
+
+
 def run_table(all_runs: list[runs.RunInfo]) -> None:
+    queued = jobs.queued()
+    if queued:
+        st.caption(ui.t("training.queue_list", runs=", ".join(queued)))
     frame = pd.DataFrame([{
         ui.t("training.col.run"): r.id, ui.t("training.col.model"): r.model,
         ui.t("training.col.status"): ui.t("training.status." + r.status),
@@ -249,8 +260,8 @@ st.caption(ui.t("training.folder", path=str(info.path)))
 if runs.read_config(info.path).get("tensorboard"):
     st.code(f"tensorboard --logdir {info.path / 'tensorboard'}", language="bash")
 
-queued = jobs.queued()
-if queued:
-    st.caption(ui.t("training.queue_list", runs=", ".join(queued)))
 st.subheader(ui.t("training.runs"))
-run_table(all_runs)
+if jobs.busy():
+    live_table()
+else:
+    run_table(all_runs)
