@@ -105,10 +105,16 @@ def evaluate(args: argparse.Namespace, out: Output) -> int:
     from core.training.evaluate import evaluate_run
     from core.workspace import Workspace
 
-    result = evaluate_run(find_run(args.run), args.data, args.split, cache_dir=Workspace.open().cache)
+    from core.training import runs
+
+    run_dir = find_run(args.run)
+    result = evaluate_run(run_dir, args.data, args.split, cache_dir=Workspace.open().cache)
     result.pop("predictions")
+    names = runs.read_config(run_dir).get("display_names") or []
+    for i, row in enumerate(result["per_class"]):  # the names cat_to_name.json gives, beside the folders'
+        row["name"] = names[i] if len(names) == len(result["per_class"]) else row["class"]
     lines = [out.t("training.cli.eval_head", split=args.split, n=result["n"], acc=result["accuracy"])]
-    lines += [f"  {r['class']:<24} P {r['precision']:.3f}  R {r['recall']:.3f}  F1 {r['f1']:.3f}  n {r['support']}"
+    lines += [f"  {r['name']:<24} P {r['precision']:.3f}  R {r['recall']:.3f}  F1 {r['f1']:.3f}  n {r['support']}"
               for r in result["per_class"]]
     lines.append(out.t("training.cli.confusion"))
     lines += ["  " + " ".join(f"{v:>5}" for v in row) for row in result["confusion"]]

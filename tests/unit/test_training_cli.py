@@ -63,6 +63,17 @@ def test_evaluate_and_predict_a_run_by_id(workspace, split, cache, capsys):
     assert main(["evaluate", str(run_dir)]) == 0
     text = capsys.readouterr().out
     assert "circle" in text and "F1" in text
+    # Display names from the split's cat_to_name.json (kept in the run's config) label the rows.
+    config_path = run_dir / "config.json"
+    saved = json.loads(config_path.read_text(encoding="utf-8"))
+    names = ["圆形", "十字", "正方形", "星形", "三角形"]
+    config_path.write_text(json.dumps(saved | {"display_names": names}, ensure_ascii=False), encoding="utf-8")
+    assert main(["evaluate", run_dir.name, "--split", "val"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in names)
+    assert main(["evaluate", run_dir.name, "--split", "val", "--json"]) == 0
+    rows = records(capsys)[0]["per_class"]
+    assert [(r["class"], r["name"]) for r in rows][:2] == [("circle", "圆形"), ("cross", "十字")]
 
     images = sorted((split / "test" / "star").iterdir())[:2]
     assert main(["predict", str(run_dir), *map(str, images), "--topk", "3", "--json"]) == 0
