@@ -1,6 +1,8 @@
 """Training page: settings, Start / Stop / queue, live curves, and every run kept on disk."""
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -181,21 +183,40 @@ def draw_run(run_id: str) -> None:
     draw_charts(run_id, state["records"], ("iter",) + EPOCH_CHARTS)
 
 
-# While a run trains, its page redraws in two parts, so that the eight tabs a class may have open
-# stay light for the machine that trains (bench/bench_load.py): the progress and the loss of the
-# last steps every two seconds, the per-epoch curves and the learning rate every ten.
-@st.fragment(run_every=2.0)
-def live_steps(run_id: str) -> None:
+# While a run trains, its page redraws in parts: the progress and the loss of the last steps
+# every `every` seconds, the per-epoch curves and the learning rate five times less often, the
+# run list every ten seconds. `every` is 2 s for one tab and grows with the tabs watching, so
+# that all of them together redraw about once a second: a class with eight tabs open keeps
+# the machine for the training (bench/bench_load.py).
+TAB_TTL_S = 60.0
+
+
+@st.cache_resource
+def watching_tabs() -> dict[str, float]:
+    """Tab id -> when it last redrew a running job, shared by every session of this server."""
+    return {}
+
+
+def live_every() -> float:
+    tabs = watching_tabs()
+    now = time.monotonic()
+    tabs[ss.setdefault("tab_id", uuid.uuid4().hex)] = now
+    for tab, seen in list(tabs.items()):
+        if now - seen > TAB_TTL_S:
+            tabs.pop(tab, None)
+    return min(20.0, max(2.0, float(len(tabs))))
+
+
+def live_steps(run_id: str, every: float) -> None:
     state = live_state(run_id)
     draw_head(run_id, state)
     if not any(r.get("type") == "iter" for r in state["records"]):
         st.caption(ui.t("training.waiting"))
     draw_charts(run_id, state["records"], ("iter",))
-    if state["status"] not in ("running", "queued"):
-        st.rerun()  # the run ended: refresh the run list, draw it whole and stop polling
+    if state["status"] not in ("running", "queued") or live_every() != every:
+        st.rerun()  # the run ended (draw it whole, stop polling) or the tabs watching changed
 
 
-@st.fragment(run_every=10.0)
 def live_epochs(run_id: str) -> None:
     draw_charts(run_id, live_state(run_id)["records"], EPOCH_CHARTS)
 
@@ -247,8 +268,9 @@ if choice != st.query_params.get("run"):
     watch(choice)
 info = next(r for r in all_runs if r.id == choice)
 if info.status in ("running", "queued"):
-    live_steps(choice)
-    live_epochs(choice)
+    every = live_every()
+    st.fragment(live_steps, run_every=every)(choice, every)
+    st.fragment(live_epochs, run_every=5 * every)(choice)
 else:
     draw_run(choice)
     if info.status in runs.RESUMABLE:
