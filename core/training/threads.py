@@ -44,9 +44,10 @@ def cpu_seconds() -> tuple[float, float] | None:
 
 
 def threads_for(cores: int, others: float) -> int:
-    """Threads for `cores` when other programs keep `others` cores busy: the cores left, a thread
-    only for a core at least three quarters free (a thread that shares its core stalls the rest)."""
-    return max(1, min(cores, int(cores - others + 0.25)))
+    """Threads for `cores` when other programs keep `others` cores busy: a thread for each core at
+    least half free. Measured on 2 cores beside a process busy in bursts for a share d of the time
+    (simple_cnn, 2 threads vs 1): d=0.35 1.23-1.49x, d=0.5 1.03-1.19x, d=0.7 0.97x, d=1 0.51x."""
+    return max(1, min(cores, int(cores - others + 0.5)))
 
 
 class ThreadGovernor:
