@@ -25,6 +25,9 @@ def class_balance(names: list[str], counts: list[int], title: str, count_label: 
 
 # --- Compare and Explain ----------------------------------------------------------------------
 
+EPOCH_TICKS = 12
+
+
 def run_curves(runs: dict[str, list[dict]], metric: str, title: str, train_label: str, val_label: str) -> go.Figure:
     """One metric ("loss" or "acc") per epoch for several runs: a colour per run, train dashed, val solid."""
     fig = go.Figure()
@@ -38,7 +41,10 @@ def run_curves(runs: dict[str, list[dict]], metric: str, title: str, train_label
             if any(v is not None for v in y):
                 fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"{run} · {label}",
                                          line=dict(color=color, dash=dash), legendgroup=run))
-    fig.update_xaxes(title="epoch", dtick=1)
+    longest = max((len(e) for e in runs.values()), default=0)
+    # A tick per epoch only while they are few: Plotly measures every tick label on every redraw,
+    # so a label per epoch made a long run's live chart slower to draw at each epoch.
+    fig.update_xaxes(title="epoch", dtick=1 if longest <= EPOCH_TICKS else None)
     return styled(fig, title)
 
 

@@ -70,3 +70,12 @@ def test_live_charts_are_thinned_to_a_bounded_size_keeping_both_ends():
     assert all(len(trace.x) <= charts.LIVE_POINTS + 1 for trace in fig.data)
     assert fig.data[1].y[0] == pytest.approx(1.0)  # the average starts at the data
     assert len(charts.lr_curve(records, "lr").data[0].x) <= charts.LIVE_POINTS + 1
+
+
+@pytest.mark.parametrize("epochs, tick_per_epoch", [(3, True), (charts.EPOCH_TICKS, True), (150, False)])
+def test_epoch_curves_label_every_epoch_only_while_few(epochs, tick_per_epoch):
+    records = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e} for e in range(1, epochs + 1)]
+    fig = charts.run_curves({"run": records}, "loss", "Loss", "train", "val")
+    assert [len(t.x) for t in fig.data] == [epochs, epochs]
+    # a label per epoch on a long run: Plotly measured 150 labels per chart at every live redraw
+    assert (fig.layout.xaxis.dtick == 1) is tick_per_epoch
