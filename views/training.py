@@ -184,10 +184,10 @@ def draw_run(run_id: str) -> None:
 
 
 # While a run trains, its page redraws in parts: the progress and the loss of the last steps
-# every `every` seconds, the per-epoch curves and the learning rate five times less often, the
-# run list every ten seconds. `every` is 2 s for one tab and grows with the tabs watching, so
-# that all of them together redraw about once a second: a class with eight tabs open keeps
-# the machine for the training (bench/bench_load.py).
+# every `every` seconds, the per-epoch curves, the learning rate and the run list five times
+# less often. `every` is 2 s for one tab and grows with the tabs watching, so that all of them
+# together redraw about once a second: a class with eight tabs open keeps the machine for the
+# training (bench/bench_load.py).
 TAB_TTL_S = 60.0
 
 
@@ -221,7 +221,6 @@ def live_epochs(run_id: str) -> None:
     draw_charts(run_id, live_state(run_id)["records"], EPOCH_CHARTS)
 
 
-@st.fragment(run_every=10.0)
 def live_table() -> None:
     """The queue and the run list, re-read while jobs run (epochs done, statuses)."""
     run_table(runs.list_runs(ws.runs))
@@ -284,6 +283,6 @@ if runs.read_config(info.path).get("tensorboard"):
 
 st.subheader(ui.t("training.runs"))
 if jobs.busy():
-    live_table()
+    st.fragment(live_table, run_every=5 * live_every())()
 else:
     run_table(all_runs)
