@@ -185,9 +185,9 @@ def draw_run(run_id: str) -> None:
 
 # While a run trains, its page redraws in parts: the progress and the loss of the last steps
 # every `every` seconds, the per-epoch curves, the learning rate and the run list five times
-# less often. `every` is 2 s for one tab and grows with the tabs watching, so that all of them
-# together redraw about once a second: a class with eight tabs open keeps the machine for the
-# training (bench/bench_load.py).
+# less often. `every` is 2 s for each tab watching, so that eight tabs together redraw no more
+# often than one alone: a class with eight tabs open keeps the machine for the training
+# (bench/bench_load.py: a redraw costs the browser about 0.3 CPU-seconds).
 TAB_TTL_S = 60.0
 
 
@@ -204,7 +204,7 @@ def live_every() -> float:
     for tab, seen in list(tabs.items()):
         if now - seen > TAB_TTL_S:
             tabs.pop(tab, None)
-    return min(20.0, max(2.0, float(len(tabs))))
+    return min(30.0, 2.0 * max(1, len(tabs)))
 
 
 def live_steps(run_id: str, every: float) -> None:
