@@ -22,9 +22,9 @@ spike from other work on the shared machine does not land on one side only):
     once first, for reference (and to build the decode-once cache the server runs then reuse).
   * loaded: the starting tab stays on the run, and `--tabs - 1` more tabs open
     `/training?run=<id>`: `--tabs` Streamlit sessions, each redrawing its live fragments (the
-    steps every 2 s per tab watching, the epochs and the run list five times less often). Each tab must
-    show the live loss chart with points (`chart_points`), more points later than when first
-    checked, and no exception box.
+    steps every 2 s per tab watching, the epochs and the run list five times less often). Each
+    tab must show the live loss chart with points (`chart_points`), more points later than when
+    first checked, and no exception box.
 The figure: the train-loop images/s of each epoch (`img_per_s` of the `epoch` records in the
 run's metrics.jsonl, validation excluded), combined (total images / total seconds) over the
 same epochs in every run: from the second epoch after every tab of the slowest loaded run drew

@@ -152,25 +152,29 @@ def draw_charts(run_id: str, records: list[dict], names: tuple[str, ...]) -> Non
     iters = [r for r in records if r.get("type") == "iter"]
     if not iters:
         return
-    figures = live_figures(run_id, ui.lang(), len(records), repr(records[-1]), iters,
+    figures = live_figures(run_id, ui.lang(), names, len(records), repr(records[-1]), iters,
                            [r for r in records if r.get("type") == "epoch"])
-    shown = [name for name in names if name in figures]
-    for row in ([n for n in shown if n == "iter"], [n for n in shown if n != "iter"]):
+    for row in ([n for n in figures if n == "iter"], [n for n in figures if n != "iter"]):
         for col, name in zip(st.columns(len(row)) if row else [], row):
             col.plotly_chart(figures[name], key=f"{name}_{run_id}")
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def live_figures(run_id: str, lang: str, n_records: int, last_record: str, _iters: list[dict],
-                 _epochs: list[dict]) -> dict:
-    """The run's charts for its records so far, built once and shared by every tab watching it
-    (keyed by the run, the language and its records' count and last one)."""
-    figures = {"iter": charts.iteration_loss(_iters, ui.t("training.chart.iter_loss"), ui.t("training.chart.raw"),
-                                             ui.t("training.chart.smoothed"))}
-    for metric in ("loss", "acc") if _epochs else ():
-        figures[metric] = charts.run_curves({run_id[-24:]: _epochs}, metric, ui.t(f"training.chart.{metric}"),
-                                            ui.t("training.chart.train"), ui.t("training.chart.val"))
-    figures["lr"] = charts.lr_curve(_iters, ui.t("training.chart.lr"))
+def live_figures(run_id: str, lang: str, names: tuple[str, ...], n_records: int, last_record: str,
+                 _iters: list[dict], _epochs: list[dict]) -> dict:
+    """The charts among `names` for the run's records so far (the per-epoch ones once there are
+    epochs), built once and shared by every tab watching it (keyed by the run, the language, the
+    names and the records' count and last one)."""
+    figures = {}
+    for name in names:
+        if name == "iter":
+            figures[name] = charts.iteration_loss(_iters, ui.t("training.chart.iter_loss"),
+                                                  ui.t("training.chart.raw"), ui.t("training.chart.smoothed"))
+        elif name == "lr":
+            figures[name] = charts.lr_curve(_iters, ui.t("training.chart.lr"))
+        elif _epochs:
+            figures[name] = charts.run_curves({run_id[-24:]: _epochs}, name, ui.t(f"training.chart.{name}"),
+                                              ui.t("training.chart.train"), ui.t("training.chart.val"))
     return figures
 
 

@@ -102,17 +102,17 @@ def train(args: argparse.Namespace, out: Output) -> int:
 
 
 def evaluate(args: argparse.Namespace, out: Output) -> int:
+    from core.explain import class_names
+    from core.training import runs
     from core.training.evaluate import evaluate_run
     from core.workspace import Workspace
-
-    from core.training import runs
 
     run_dir = find_run(args.run)
     result = evaluate_run(run_dir, args.data, args.split, cache_dir=Workspace.open().cache)
     result.pop("predictions")
-    names = runs.read_config(run_dir).get("display_names") or []
-    for i, row in enumerate(result["per_class"]):  # the names cat_to_name.json gives, beside the folders'
-        row["name"] = names[i] if len(names) == len(result["per_class"]) else row["class"]
+    # per_class follows the run's classes: the names cat_to_name.json gives, beside the folders'
+    for row, name in zip(result["per_class"], class_names(runs.read_config(run_dir))):
+        row["name"] = name
     lines = [out.t("training.cli.eval_head", split=args.split, n=result["n"], acc=result["accuracy"])]
     lines += [f"  {r['name']:<24} P {r['precision']:.3f}  R {r['recall']:.3f}  F1 {r['f1']:.3f}  n {r['support']}"
               for r in result["per_class"]]

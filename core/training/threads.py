@@ -4,10 +4,11 @@ OpenMP's threads meet at a barrier after every op, so one of them losing its cor
 program stalls the others: on a 2-core machine with one busy process beside it, simple_cnn
 trained at 720 img/s with 2 threads and at 1,400 with 1 (bench/bench_load.py is the end-to-end
 measure: eight browser tabs watching). Every few seconds the governor reads how much CPU the
-rest of the machine used (Linux's /proc/stat less this process's own time) and sets the thread
-count to the cores left, at least one. Where /proc is missing (macOS, Windows) the count stays
-at the cores this process may use. A change of count mid-run may change float sums in their
-last bits: CPU runs stay reproducible to rounding, not bit for bit.
+rest of the machine used (Linux's /proc/stat less this process's own time) and sets a thread
+for each core other programs leave at least half free, at least one. Where /proc is missing
+(macOS, Windows) the count stays at the cores this process may use. A change of count mid-run
+may change float sums in their last bits: CPU runs stay reproducible to rounding, not bit for
+bit.
 """
 from __future__ import annotations
 
