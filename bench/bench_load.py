@@ -54,7 +54,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core import i18n  # noqa: E402
-from core.training import runs  # noqa: E402
+from core import runs  # noqa: E402
 from core.training.threads import usable_cores  # noqa: E402
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, AppServer, cli, make_split  # noqa: E402
 from tests.e2e.streamlit_ui import (  # noqa: E402

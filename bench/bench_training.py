@@ -44,9 +44,10 @@ from core.data.cache import load_images  # noqa: E402
 from core.data.demo import make_demo  # noqa: E402
 from core.data.split import split_dataset  # noqa: E402
 from core.models import build_model  # noqa: E402
-from core.training import runs  # noqa: E402
+from core import runs  # noqa: E402
 from core.training.config import TrainConfig  # noqa: E402
-from core.training.engine import Batches, Trainer  # noqa: E402
+from core.training.batches import Batches  # noqa: E402
+from core.training.engine import Trainer  # noqa: E402
 
 
 def cpu_seconds() -> float:

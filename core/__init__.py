@@ -8,7 +8,7 @@ from __future__ import annotations
 def __getattr__(name: str):
     # Imported lazily so `import core` stays cheap for the CLI's --help and the pages.
     if name in ("load_model", "predict"):
-        from core.training import api
+        from core import inference
 
-        return getattr(api, name)
+        return getattr(inference, name)
     raise AttributeError(name)

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.atomic import write_json
+
 ENV_VAR = "CNN_STUDIO_WORKSPACE"
 
 
@@ -60,7 +62,4 @@ class Workspace:
             return {}
 
     def remember(self, **values: object) -> None:
-        state = self.state() | values
-        tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, ensure_ascii=False, indent=2), encoding="utf-8")
-        os.replace(tmp, self._state_file)
+        write_json(self._state_file, self.state() | values)

@@ -10,7 +10,7 @@ import ui
 from core import charts
 from core.data.images import open_image
 from core.errors import UserError
-from core.explain import compare
+from core.runs import compare
 from core.explain.render import display_copy
 
 GALLERY_COLUMNS = 6

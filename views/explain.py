@@ -10,12 +10,14 @@ from core import charts
 from core.data.files import natural_order
 from core.data.images import open_image
 from core.errors import UserError
-from core.explain import METHOD_LABELS, METHODS, class_names, explain, feature_layers, model_input
-from core.training.runs import read_config
-from core.explain.explainer import field_of
+from core.data.labels import class_names, field_of
+from core.data.split import split_images
+from core.explain import METHOD_LABELS, METHODS, explain, feature_layers, model_input
 from core.explain.layers import default_layer
 from core.explain.render import colorize, difference, display_copy, feature_maps, feature_maps_grid, filters_grid, overlay
-from core.explain.runs import checkpoint_stamp, default_pair, explainable_runs, load_run_model, test_split_images
+from core.inference import load_model
+from core.runs import checkpoint_stamp, read_config, runs_with_weights
+from core.runs.compare import default_pair
 from core.models import describe_ref
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"]
@@ -25,7 +27,7 @@ TOP_K = 5
 @st.cache_resource(show_spinner=False, max_entries=6)
 def cached_model(run_dir: str, stamp: float):
     """Model, info and feature-map layers of a run, loaded once per checkpoint (`stamp`)."""
-    model, info = load_run_model(run_dir)
+    model, info = load_model(run_dir)
     layers = [layer.name for layer in feature_layers(model, int(field_of(info, "img_size")))]
     return model, info, layers
 
@@ -46,7 +48,7 @@ ws = ui.workspace()
 st.title(ui.t("nav.explain"))
 st.caption(ui.t("explain.page.intro"))
 
-runs = explainable_runs(ws.runs)
+runs = runs_with_weights(ws.runs)
 if not runs:
     st.info(ui.t("explain.page.no_runs"))
     st.stop()
@@ -67,7 +69,7 @@ with ui.user_errors():
             image, image_name = open_image(shot), ui.t("explain.page.source_camera")
     else:
         split = ws.state().get("current_split")
-        pictures = test_split_images(split) if split else []
+        pictures = split_images(split) if split else []
         if not pictures:
             st.info(ui.t("explain.page.no_test_split"))
         else:

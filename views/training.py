@@ -11,7 +11,7 @@ import streamlit as st
 import ui
 from core import charts, device, models
 from core.data.augment import AUGMENT_PRESETS
-from core.training import runs
+from core import runs
 from core.training.config import EARLY_STOP_METRICS, OPTIMIZERS, SCHEDULERS, TrainConfig
 from core.training.jobs import registry
 

@@ -35,13 +35,14 @@ def explain_command(args: argparse.Namespace, out: Output) -> int:
     from core.errors import UserError
     from core.explain import explain, feature_layers
     from core.explain.cam import METHOD_LABELS
-    from core.explain.explainer import field_of
+    from core.data.labels import field_of
     from core.explain.layers import default_layer
     from core.explain.render import overlay
-    from core.explain.runs import find_run, load_run_model
+    from core.inference import load_model
+    from core.runs import find_run
 
     run_dir = find_run(args.run, Workspace.open().runs)
-    model, info = load_run_model(run_dir)
+    model, info = load_model(run_dir)
     layers = feature_layers(model, int(field_of(info, "img_size")))
     names = [layer.name for layer in layers]
     if args.list_layers:

@@ -50,12 +50,10 @@ def register(sub) -> None:
 
 def find_run(run: str) -> Path:
     """A run folder given by path, or by id in the workspace's runs folder."""
+    from core import runs
     from core.workspace import Workspace
 
-    for path in (Path(run).expanduser(), Workspace.open().runs / run):
-        if (path / "config.json").is_file():
-            return path.resolve()
-    raise UserError("training.run_not_found", run=run)
+    return runs.find_run(run, Workspace.open().runs)
 
 
 def _stop_on_ctrl_c(stop: threading.Event) -> None:
@@ -64,9 +62,10 @@ def _stop_on_ctrl_c(stop: threading.Event) -> None:
 
 def train(args: argparse.Namespace, out: Output) -> int:
     from core.models import load_ref
-    from core.training import runs
+    from core import runs
     from core.training.config import TrainConfig
-    from core.training.engine import Trainer, start_run
+    from core.runs import create_run
+    from core.training.engine import Trainer
     from core.workspace import Workspace
 
     ws = Workspace.open()
@@ -85,7 +84,7 @@ def train(args: argparse.Namespace, out: Output) -> int:
             img_size=args.img_size, batch_size=args.batch_size, epochs=args.epochs, optimizer=args.optimizer,
             lr=args.lr, scheduler=args.scheduler, augment=args.augment, device=args.device, seed=args.seed,
         ).validated()
-        run_dir = start_run(config, Path(args.runs_dir) if args.runs_dir else ws.runs)
+        run_dir = create_run(config, Path(args.runs_dir) if args.runs_dir else ws.runs)
 
     def on_record(record: dict) -> None:
         if record["type"] == "epoch":
@@ -102,8 +101,8 @@ def train(args: argparse.Namespace, out: Output) -> int:
 
 
 def evaluate(args: argparse.Namespace, out: Output) -> int:
-    from core.explain import class_names
-    from core.training import runs
+    from core.data.labels import class_names
+    from core import runs
     from core.training.evaluate import evaluate_run
     from core.workspace import Workspace
 
@@ -124,7 +123,7 @@ def evaluate(args: argparse.Namespace, out: Output) -> int:
 
 def predict(args: argparse.Namespace, out: Output) -> int:
     from core.data.images import open_image
-    from core.training.api import load_model, predict as predict_probs
+    from core.inference import load_model, predict as predict_probs
 
     model, info = load_model(find_run(args.run))
     for path in args.images:

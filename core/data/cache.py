@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.atomic import replacing
 from core.data.files import class_folders, class_images
 from core.data.images import open_image
+from core.data.labels import class_names
 from core.errors import UserError
 
 DEFAULT_MEMORY_BUDGET = int(os.environ.get("CNN_STUDIO_CACHE_BUDGET", 2 * 1024**3))
@@ -88,7 +89,7 @@ def _split_classes(split_dir: Path, folder: Path) -> tuple[list[str], list[str]]
 
     info = read_split_info(split_dir) if (split_dir / "split.json").is_file() else {}
     if info.get("classes"):
-        return list(info["classes"]), list(info.get("display_names") or info["classes"])
+        return list(info["classes"]), class_names(info)
     names = [p.name for p in class_folders(folder)]
     return names, names
 
@@ -155,13 +156,5 @@ def load_images(
 def _save_atomically(data: torch.Tensor, target: Path) -> None:
     """Never leave a half-written cache file (the app may be closed while saving)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, data.numpy(), allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(target, "wb") as fh:
+        np.save(fh, data.numpy(), allow_pickle=False)

@@ -176,3 +176,22 @@ def _write_annotations(root: Path, out: Path, plan: dict) -> None:
             writer.writeheader()
             for files in plan["assign"][split].values():
                 writer.writerows(rows[rel] for rel in files if rel in rows)
+
+
+def split_images(split_dir: str | Path, split: str = "test") -> list[tuple[Path, str, str]]:
+    """(image, class folder name, display name) for every image of SPLIT/<split>, classes in the
+    order people read them ("2" before "10"); [] when the split has no such folder."""
+    from core.data.files import class_folders, class_images, natural_order
+    from core.data.labels import class_names
+
+    folder = Path(split_dir) / split
+    if not folder.is_dir():
+        return []
+    try:
+        info = read_split_info(split_dir)
+    except UserError:
+        info = {}
+    shown = dict(zip(info.get("classes") or [], class_names(info)))
+    classes = class_folders(folder)
+    ordered = [classes[i] for i in natural_order([c.name for c in classes])]
+    return [(path, cls.name, shown.get(cls.name, cls.name)) for cls in ordered for path in class_images(cls)]

@@ -21,6 +21,8 @@ from core.errors import UserError
 from core.explain.cam import compute_cams
 from core.explain.layers import feature_layers, resolve_layer
 from core.explain.render import to_size
+from core.data.labels import class_names, field_of
+from core.inference import preprocess
 
 TINY_SIDE = 16
 # A map of 3x3 cells or fewer can only point to a corner or the middle: resnet18_cbam's last stage
@@ -28,24 +30,8 @@ TINY_SIDE = 16
 COARSE_CELLS = 9
 
 
-def field_of(info: Any, key: str, default: Any = None) -> Any:
-    """`info[key]` whether `info` is a dict or an object with attributes."""
-    if isinstance(info, dict):
-        return info.get(key, default)
-    return getattr(info, key, default)
-
-
-def class_names(info: Any) -> list[str]:
-    """Display names when the run has them (cat_to_name.json), else the folder names."""
-    classes = list(field_of(info, "classes") or [])
-    shown = list(field_of(info, "display_names") or [])
-    return shown if len(shown) == len(classes) else classes
-
-
 def model_input(images: list[Image.Image], info: Any) -> torch.Tensor:
     """Model-ready batch [B,3,S,S], prepared by training's own eval-path `preprocess`."""
-    from core.training.api import preprocess
-
     if isinstance(info, dict):  # a plain dict (scripts, tests) with the same fields as ModelInfo
         info = SimpleNamespace(img_size=int(info["img_size"]), mean=tuple(info.get("mean") or (0.0,) * 3),
                                std=tuple(info.get("std") or (1.0,) * 3))

@@ -18,7 +18,8 @@ from torch import nn
 from core.data.cache import decode_many
 from core.errors import UserError
 from core.explain.cam import compute_cams
-from core.explain.explainer import field_of, layer_names, normalized
+from core.data.labels import field_of
+from core.explain.explainer import layer_names, normalized
 from core.explain.layers import resolve_layer
 
 ANNOTATIONS = "annotations.csv"

@@ -8,7 +8,6 @@ A local weights file (a state dict) can always be given instead.
 from __future__ import annotations
 
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
+from core.atomic import replacing
 from core.errors import UserError
 from core.models.attention import SE, SpatialAttention
 
@@ -91,15 +91,9 @@ def pretrained_available(name: str) -> bool:
 def _download(url: str, dest: Path, timeout: float) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - torchvision's own URL
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                while chunk := response.read(1 << 20):
-                    f.write(chunk)
-            os.replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with replacing(dest, "wb") as f:
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
 
 
 def pretrained_state_dict(name: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> dict[str, torch.Tensor]:

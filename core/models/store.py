@@ -5,12 +5,11 @@ valid reference: it is checked before it is written, and written atomically.
 """
 from __future__ import annotations
 
-import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
+from core.atomic import write_json
 from core.errors import UserError
 from core.models.zoo import check_ref, load_ref
 
@@ -33,9 +32,7 @@ def save_spec(models_dir: str | Path, name: str, ref: dict[str, Any], overwrite:
     if path.exists() and not overwrite:
         raise UserError("models.spec_exists", name=name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"name": name, **ref}, ensure_ascii=False, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, {"name": name, **ref})
     return path
 
 

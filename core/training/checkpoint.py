@@ -1,36 +1,26 @@
 """Checkpoints that are never half-written and safe to load.
 
-Writes go to a temporary file in the same folder, are fsynced, then renamed over the old
-file: a process killed at any moment leaves either the previous checkpoint or the new one.
+Writes go through `core.atomic` (a temporary file in the same folder, fsynced, renamed over the
+old file): a process killed at any moment leaves either the previous checkpoint or the new one.
 Loads use `weights_only=True`, so a checkpoint file cannot run code.
 """
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from core.atomic import replacing
 from core.errors import UserError
 
 FORMAT = "cnn-studio/1"
 
 
 def save(obj: dict[str, Any], path: Path) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **obj}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path, "wb") as f:
+        torch.save({"format": FORMAT, **obj}, f)
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -1,16 +1,13 @@
-"""The one training loop and the one evaluation loop (the CLI, the app and the tests use these).
+"""Trains one run folder from its config: fresh, or resumed from its `last.pt`.
 
-Images come from the decode-once cache as uint8 batches; augmentation and normalisation run
-on whole batches. Losses and correct counts accumulate on the device and are read back only
-every `log_every` steps (for the live chart) and at the end of an epoch.
+The Trainer ties the pieces together: data and batches (`batches`), the loops (`loops`),
+optimizers and schedules (`optim`), checkpoints and the run folder (`core.runs`).
 """
 from __future__ import annotations
 
 import math
 import threading
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,171 +15,18 @@ import torch
 from torch import nn
 
 from core import device as devices
-from core.data.augment import IMAGENET_MEAN, IMAGENET_STD, augment, dataset_mean_std, normalize, to_float
-from core.data.cache import ImageSet, load_images
-from core.data.split import read_split_info
+from core import runs
+from core.atomic import write_json
 from core.errors import UserError
-from core.training import checkpoint, runs
+from core.training import checkpoint
+from core.training.batches import Batches, load_data
 from core.training.config import TrainConfig
+from core.training.evaluate import evaluate_run
+from core.training.loops import OnRecord, Record, Stopped, loss_and_accuracy, predict_batches, train_one_epoch
+from core.training.optim import OPTIMIZERS, SCHEDULERS
 from core.training.threads import ThreadGovernor
 
-Record = dict[str, Any]
-OnRecord = Callable[[Record], None]
 OnProgress = Callable[[dict[str, Any]], None]
-
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adam": lambda params, c, lr: torch.optim.Adam(params, lr=lr, weight_decay=c.weight_decay),
-    "adamw": lambda params, c, lr: torch.optim.AdamW(params, lr=lr, weight_decay=c.weight_decay),
-    "sgd": lambda params, c, lr: torch.optim.SGD(params, lr=lr, momentum=c.momentum,
-                                                 nesterov=c.nesterov and c.momentum > 0,
-                                                 weight_decay=c.weight_decay),
-}
-
-# name -> (factory(optimizer, config, epochs, steps_per_epoch), steps per batch rather than per epoch)
-SCHEDULERS: dict[str, tuple[Callable[..., Any], bool]] = {
-    "none": (lambda o, c, epochs, steps: None, False),
-    "step": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.StepLR(o, c.step_size, c.gamma), False),
-    "plateau": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.ReduceLROnPlateau(
-        o, mode="max", factor=c.gamma, patience=2), False),
-    "cosine": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(1, epochs)), False),
-    "onecycle": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.OneCycleLR(
-        o, max_lr=o.param_groups[0]["lr"], total_steps=max(1, epochs * steps)), True),
-}
-
-
-class Stopped(Exception):
-    """Raised inside the loop when the user asked the run to stop."""
-
-
-@dataclass
-class Data:
-    train: ImageSet
-    val: ImageSet
-    test: ImageSet | None
-    classes: list[str]
-    display_names: list[str]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-
-def load_data(cfg: TrainConfig, cache_dir: Path | None) -> Data:
-    info = read_split_info(cfg.data)
-    train = load_images(cfg.data, "train", cfg.img_size, cache_dir)
-    val = load_images(cfg.data, "val", cfg.img_size, cache_dir)
-    test = load_images(cfg.data, "test", cfg.img_size, cache_dir) if (Path(cfg.data) / "test").is_dir() else None
-    mean, std = dataset_mean_std(train) if cfg.normalization == "dataset" else (IMAGENET_MEAN, IMAGENET_STD)
-    classes = list(info.get("classes") or train.classes)
-    return Data(train, val, test, classes, list(info.get("display_names") or classes), tuple(mean), tuple(std))
-
-
-class Batches:
-    """uint8 batches of an ImageSet turned into model input on `device`."""
-
-    def __init__(self, images: ImageSet, batch_size: int, device: torch.device, mean, std,
-                 augment_preset: str | None = None, generator: torch.Generator | None = None,
-                 channels_last: bool = False) -> None:
-        self.images, self.batch_size, self.device = images, batch_size, device
-        self.mean, self.std, self.preset, self.generator = mean, std, augment_preset, generator
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-
-    def __len__(self) -> int:
-        n = len(self.images)
-        full, rest = divmod(n, self.batch_size)
-        # A training batch of one breaks BatchNorm: it is dropped (the epoch is reshuffled anyway).
-        return full + (1 if rest > 1 or (rest == 1 and self.preset is None) else 0)
-
-    def __iter__(self):
-        n = len(self.images)
-        order = torch.randperm(n, generator=self.generator) if self.preset is not None else torch.arange(n)
-        for b in range(len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            x = self.images.batch(idx)
-            x = augment(x, self.preset, self.generator) if self.preset is not None else to_float(x)
-            x = normalize(x, self.mean, self.std)
-            x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-            yield x, self.images.labels[idx].to(self.device, non_blocking=True), idx
-
-
-def _autocast(device: torch.device, enabled: bool):
-    if device.type == "cuda" and enabled:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return nullcontext()
-
-
-def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
-                    batches: Batches, *, epoch: int, step: int, log_every: int,
-                    scheduler: Any = None, scaler: torch.amp.GradScaler | None = None, amp: bool = False,
-                    stop: threading.Event | None = None, on_record: OnRecord | None = None,
-                    on_batch: Callable[[int, int], None] | None = None,
-                    on_step: Callable[[int], None] | None = None) -> tuple[float, float, int, int]:
-    """One pass over the training batches; returns (mean loss, accuracy, images seen, step)."""
-    model.train()
-    device = batches.device
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
-    window: list[torch.Tensor] = []
-    for b, (x, y, _) in enumerate(batches):
-        if stop is not None and stop.is_set():
-            raise Stopped
-        with _autocast(device, amp):
-            logits = model(x)
-            loss = criterion(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        step += 1
-        detached = loss.detach()
-        window.append(detached)
-        loss_sum += detached * len(y)
-        correct += (logits.detach().argmax(1) == y).sum()
-        seen += len(y)
-        if on_step is not None:
-            on_step(step)
-        if len(window) >= log_every or b == len(batches) - 1:
-            losses = torch.stack(window).float().cpu()  # the one host sync per window
-            _check_finite(losses, epoch, step - len(window) + 1)
-            if on_record is not None:
-                on_record({"type": "iter", "epoch": epoch, "step": step, "loss": float(losses.mean()),
-                           "lr": optimizer.param_groups[0]["lr"]})
-            window = []
-        if on_batch is not None:
-            on_batch(b + 1, seen)
-    if seen == 0:
-        raise UserError("training.no_batches", n=len(batches.images), batch=batches.batch_size)
-    return float(loss_sum) / seen, int(correct) / seen, seen, step
-
-
-def _check_finite(losses: torch.Tensor, epoch: int, first_step: int) -> None:
-    bad = (~torch.isfinite(losses)).nonzero()
-    if len(bad):
-        raise UserError("training.nan_loss", epoch=epoch, step=first_step + int(bad[0]))
-
-
-@torch.no_grad()
-def predict_batches(model: nn.Module, batches: Batches, amp: bool = False) -> torch.Tensor:
-    """Class probabilities [N, C] (CPU, float32) in the ImageSet's order."""
-    model.eval()
-    out = []
-    for x, _, _ in batches:
-        with _autocast(batches.device, amp):
-            out.append(torch.softmax(model(x).float(), dim=1).cpu())
-    return torch.cat(out) if out else torch.zeros((0, 0))
-
-
-def loss_and_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    if len(labels) == 0:
-        return float("nan"), float("nan")
-    loss = nn.functional.nll_loss(torch.log(probs.clamp_min(1e-12)), labels)
-    return float(loss), float((probs.argmax(1) == labels).float().mean())
 
 
 def _lr(optimizer: torch.optim.Optimizer) -> float:
@@ -268,7 +112,7 @@ class Trainer:
         self.scheduler = factory(self.optimizer, cfg, phase_epochs, len(self.train_batches))
 
     def _write_config(self) -> None:
-        runs.write_json(self.run_dir / "config.json", self.cfg.to_dict() | {
+        write_json(self.run_dir / "config.json", self.cfg.to_dict() | {
             "classes": self.data.classes, "display_names": self.data.display_names,
             "mean": list(self.data.mean), "std": list(self.data.std),
             "n_train": len(self.data.train), "n_val": len(self.data.val),
@@ -336,8 +180,6 @@ class Trainer:
         summary = runs.update_summary(self.run_dir, status=status, seconds=round(seconds, 2),
                                       epochs_done=self.epoch, best_val_acc=max(self.best_val_acc, 0.0))
         if status == "finished" and self.data.test is not None:
-            from core.training.evaluate import evaluate_run
-
             result = evaluate_run(self.run_dir, split="test", device=self.device, cache_dir=self.cache_dir)
             summary = runs.update_summary(self.run_dir, test_acc=result["accuracy"], test_top5=result.get("top5"))
         return summary
@@ -430,15 +272,3 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         return SummaryWriter(str(self.run_dir / "tensorboard"))
-
-
-def start_run(cfg: TrainConfig, runs_dir: Path, status: str = "queued") -> Path:
-    """A new run folder holding the config, before any training happens (a queued run)."""
-    from core.models import describe_ref
-
-    cfg = cfg.validated()
-    read_split_info(cfg.data)  # a wrong folder is refused before a run folder exists
-    run_dir = runs.new_run_dir(runs_dir, cfg.name or describe_ref(cfg.model))
-    runs.write_json(run_dir / "config.json", cfg.to_dict())
-    runs.update_summary(run_dir, status=status, created=time.time(), **runs.owner())
-    return run_dir

@@ -8,10 +8,13 @@ from typing import Any
 import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from core import runs
+from core.atomic import replacing, write_json
 from core.data.cache import load_images
-from core.training import runs
-from core.training.api import load_model
-from core.training.engine import Batches, predict_batches
+from core.errors import UserError
+from core.inference import load_model
+from core.training.batches import Batches
+from core.training.loops import predict_batches
 
 
 def metrics(probs: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict[str, Any]:
@@ -45,15 +48,13 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: str
     data = Path(data or runs.read_config(run_dir)["data"])
     images = load_images(data, split, info.img_size, cache_dir)
     if images.classes != info.classes:
-        from core.errors import UserError
-
         raise UserError("training.eval_classes_differ", run=run_dir.name, data=str(data),
                         expected=", ".join(info.classes), found=", ".join(images.classes))
     device = torch.device(device)
     model.to(device)
     probs = predict_batches(model, Batches(images, batch_size, device, info.mean, info.std))
     result = metrics(probs, images.labels, info.classes)
-    runs.write_json(run_dir / f"eval_{split}.json", result | {"data": str(data), "split": split})
+    write_json(run_dir / f"eval_{split}.json", result | {"data": str(data), "split": split})
     if split == "test" and data.resolve() == Path(runs.read_config(run_dir)["data"]).resolve():
         write_predictions(run_dir / "predictions.csv", images, probs, data / split)
     result["predictions"] = probs
@@ -64,11 +65,9 @@ def write_predictions(path: Path, images, probs: torch.Tensor, base: Path) -> No
     """One row per image: path (relative to the split folder), true and predicted class, confidence, loss."""
     conf, pred = probs.max(1)
     losses = -torch.log(probs[torch.arange(len(probs)), images.labels].clamp_min(1e-12))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with replacing(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "true", "pred", "confidence", "loss"])
         for p, t, k, c, l in zip(images.paths, images.labels.tolist(), pred.tolist(), conf.tolist(), losses.tolist()):
             writer.writerow([Path(p).relative_to(base).as_posix(), images.classes[t], images.classes[k],
                              f"{c:.6f}", f"{l:.6f}"])
-    tmp.replace(path)

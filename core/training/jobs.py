@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
-from core.training import runs
+from core import runs
 from core.training.config import TrainConfig
-from core.training.engine import Trainer, start_run
+from core.runs import create_run
+from core.training.engine import Trainer
 
 THREAD_NAME = "cnn-studio-trainer"
 SAME_REQUEST_WINDOW_S = 5.0  # two tabs pressing Start with the same settings create one run
@@ -73,7 +74,7 @@ class JobRegistry:
                         and job.status in ("queued", "running") and not job.stop.is_set()
                         and job.run_dir.parent == Path(runs_dir).resolve()):
                     return job.run_id
-            run_dir = start_run(config, Path(runs_dir).resolve())
+            run_dir = create_run(config, Path(runs_dir).resolve())
             self._enqueue(Job(run_dir, config, cache_dir))
             return run_dir.name
 

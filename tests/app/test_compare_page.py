@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.explain import compare
+from core.runs import compare
 from core.data.scan import scan
 from tests.conftest import ROOT
 from tests.unit.test_data_scan import NUMBERED, NUMBERED_READING, make_numbered_folder

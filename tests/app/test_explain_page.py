@@ -6,19 +6,20 @@ training engine, once per module, then copied into each test's workspace.
 import io
 import shutil
 
-import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.data.demo import make_demo
 from core.data.split import read_split_info, split_dataset
-from core.explain import runs as explain_runs  # a bare test_split_images here would be collected as a test
+from core.data import split as split_module  # a bare split_images here would be collected as a test
 from core.models import build_model
 from core.training import checkpoint
-from core.training import runs as run_files
+from core import runs as run_files
+from core.atomic import write_json
 from core.training.config import TrainConfig
-from core.training.engine import Trainer, start_run
+from core.runs import create_run
+from core.training.engine import Trainer
 from tests.conftest import ROOT
 from tests.unit.test_data_scan import NUMBERED, NUMBERED_READING, make_numbered_folder
 
@@ -34,7 +35,7 @@ def trained(tmp_path_factory):
     for preset in ("simple_cnn", "cbam_cnn"):
         cfg = TrainConfig(data=str(split), model={"preset": preset}, img_size=32, batch_size=16, epochs=1,
                           device="cpu", augment="none", seed=1)
-        run_dir = start_run(cfg, root / "runs")
+        run_dir = create_run(cfg, root / "runs")
         Trainer(cfg, run_dir, cache_dir=root / "cache").run()
         made.append(run_dir)
     return split, made
@@ -121,7 +122,7 @@ def numbered(workspace, tmp_path):
     for preset in ("simple_cnn", "cbam_cnn"):
         run_dir = workspace.runs / f"r-{preset}"
         run_dir.mkdir(parents=True)
-        run_files.write_json(run_dir / "config.json", {
+        write_json(run_dir / "config.json", {
             "model": {"preset": preset}, "data": str(split), "img_size": 32, "classes": info["classes"],
             "display_names": info["display_names"], "mean": [0.5] * 3, "std": [0.25] * 3})
         run_files.update_summary(run_dir, status="finished")
@@ -132,7 +133,7 @@ def numbered(workspace, tmp_path):
 
 
 def test_test_images_come_in_natural_order_with_display_names(numbered):
-    pictures = explain_runs.test_split_images(numbered)
+    pictures = split_module.split_images(numbered)
     assert [cls for _, cls, _ in pictures] == ["1", "1", "2", "2", "10", "10"]
     assert list(dict.fromkeys(name for _, _, name in pictures)) == NUMBERED_READING
 

@@ -34,12 +34,13 @@ def test_page_opens(page, lang, workspace):
 
 def test_a_run_left_running_by_a_closed_app_shows_as_interrupted_on_any_page(workspace):
     """The app was killed mid-run: whatever page the user opens first, the run becomes interrupted."""
-    from core.training import runs
+    from core import runs
+    from core.atomic import write_json
 
     run_dir = workspace.runs / "20261123-090000-simple_cnn"
     run_dir.mkdir()
-    runs.write_json(run_dir / "config.json", {"name": "simple_cnn", "model": {"preset": "simple_cnn"}, "epochs": 3})
-    runs.write_json(run_dir / "summary.json", {"status": "running", "pid": 2**22 + 1, "host": "elsewhere"})
+    write_json(run_dir / "config.json", {"name": "simple_cnn", "model": {"preset": "simple_cnn"}, "epochs": 3})
+    write_json(run_dir / "summary.json", {"status": "running", "pid": 2**22 + 1, "host": "elsewhere"})
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()  # the Data page
     assert not at.exception, [e.value for e in at.exception]

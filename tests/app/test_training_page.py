@@ -6,7 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.data.demo import make_demo
 from core.data.split import split_dataset
-from core.training import runs
+from core import runs
 from core.training.jobs import registry
 from tests.conftest import ROOT
 

@@ -95,7 +95,7 @@ def queue_two_runs_and_watch(page, server) -> None:
     assert_no_exception(page)
     shot(page, "3-training-live")
     # Both runs finish, one after the other.
-    from core.training.runs import list_runs
+    from core.runs import list_runs
 
     deadline = time.monotonic() + 480  # generous: a shared 2-core machine can be slow
     while time.monotonic() < deadline:
@@ -109,7 +109,7 @@ def queue_two_runs_and_watch(page, server) -> None:
 
 
 def compare_both(page, server) -> None:
-    from core.training.runs import list_runs
+    from core.runs import list_runs
 
     ids = [r.id for r in list_runs(server.workspace / "runs")]
     open_page(page, server.url, "compare")

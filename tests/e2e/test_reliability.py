@@ -21,7 +21,8 @@ import torch
 from playwright.sync_api import expect
 
 from core import i18n
-from core.training import checkpoint, runs
+from core import runs
+from core.training import checkpoint
 from tests.e2e.conftest import make_split
 from tests.e2e.streamlit_ui import (
     RECORD_TOASTS, assert_no_exception, click, fill_number, main, open_page, runs_started, select, toasts_seen,

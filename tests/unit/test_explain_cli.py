@@ -8,7 +8,9 @@ from PIL import Image
 
 from core.cli import main
 from core.models import build_model
-from core.training import checkpoint, runs
+from core.atomic import write_json
+from core import runs
+from core.training import checkpoint
 
 CLASSES = ["circle", "square", "star"]
 
@@ -21,7 +23,7 @@ def run(workspace):
     run_dir.mkdir()
     config = {"model": {"preset": "simple_cnn"}, "data": str(workspace.splits / "none"), "img_size": 32,
               "classes": CLASSES, "display_names": CLASSES, "mean": [0.5] * 3, "std": [0.25] * 3}
-    runs.write_json(run_dir / "config.json", config)
+    write_json(run_dir / "config.json", config)
     runs.update_summary(run_dir, status="finished")
     torch.manual_seed(0)
     model = build_model(config["model"], len(CLASSES), 32)
@@ -104,7 +106,7 @@ def open_bytes_truncated() -> bytes:
 
 def test_a_missing_run_or_checkpoint_is_a_clear_error(run, capsys):
     code, record = cli_json(capsys, "explain", "no-such-run", "x.png")
-    assert code == 2 and record["key"] == "explain.run_not_found"
+    assert code == 2 and record["key"] == "runs.not_found"
     (run / "best.pt").unlink()
     code, record = cli_json(capsys, "explain", run.name, "--list-layers")
     assert code == 2 and "r-simple" in record["error"]

@@ -8,7 +8,8 @@ from core.data.split import split_dataset
 from core.errors import UserError
 from core.explain.pointing import pointing_game
 from core.training.config import TrainConfig
-from core.training.engine import Trainer, start_run
+from core.runs import create_run
+from core.training.engine import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def train_small(split, runs_dir, img_size=32, epochs=6):
     """The training engine, a few epochs: enough for the simple CNN to learn the demo shapes."""
     cfg = TrainConfig(data=str(split), model={"preset": "simple_cnn"}, img_size=img_size, batch_size=32,
                       epochs=epochs, augment="light", device="cpu", seed=0)
-    run_dir = start_run(cfg, runs_dir)
+    run_dir = create_run(cfg, runs_dir)
     Trainer(cfg, run_dir).run()
     return core.load_model(run_dir)
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from core.cli import Output, main
-from core.training import runs
-from core.training.engine import Trainer, start_run
+from core import runs
+from core.runs import create_run
+from core.training.engine import Trainer
 from tests.unit.test_training_core import TINY, cache, config, split  # noqa: F401 - shared fixtures
 
 EPOCH_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "img_per_s", "seconds"}
@@ -52,7 +53,7 @@ def test_train_prints_a_record_per_epoch_and_a_summary(workspace, split, tiny_sp
 
 def test_evaluate_and_predict_a_run_by_id(workspace, split, cache, capsys):
     cfg = config(split, epochs=1)
-    run_dir = start_run(cfg, workspace.runs)
+    run_dir = create_run(cfg, workspace.runs)
     Trainer(cfg, run_dir, cache_dir=cache).run()
 
     assert main(["evaluate", run_dir.name, "--split", "val", "--json"]) == 0
@@ -86,7 +87,7 @@ def test_evaluate_and_predict_a_run_by_id(workspace, split, cache, capsys):
 
 def stopped_after_one_epoch(split, cache, runs_dir) -> Path:
     cfg = config(split, epochs=2)
-    run_dir = start_run(cfg, runs_dir)
+    run_dir = create_run(cfg, runs_dir)
     stop = threading.Event()
     Trainer(cfg, run_dir, cache_dir=cache, stop=stop,
             on_record=lambda r: stop.set() if r["type"] == "epoch" else None).run()
@@ -118,10 +119,10 @@ def test_resume_a_run_whose_training_process_was_killed(workspace, split, cache,
     (["train", "--epochs", "1"], "training.cli.need_data"),
     (["train", "--data", "{split}", "--optimizer", "rmsprop"], "training.config_choice"),
     (["train", "--data", "{split}", "--model", "{tmp}/no-model.json"], "models.ref_not_found"),
-    (["train", "--resume", "no-such-run"], "training.run_not_found"),
-    (["evaluate", "{tmp}/no-run"], "training.run_not_found"),
-    (["evaluate", "{tmp}", "--split", "test"], "training.run_not_found"),
-    (["predict", "{tmp}/no-run", "{tmp}/x.jpg"], "training.run_not_found"),
+    (["train", "--resume", "no-such-run"], "runs.not_found"),
+    (["evaluate", "{tmp}/no-run"], "runs.not_found"),
+    (["evaluate", "{tmp}", "--split", "test"], "runs.not_found"),
+    (["predict", "{tmp}/no-run", "{tmp}/x.jpg"], "runs.not_found"),
 ])
 def test_bad_input_exits_2_with_a_message(workspace, split, tmp_path, capsys, argv, key):
     argv = [a.format(tmp=tmp_path, split=split) for a in argv]
@@ -136,7 +137,7 @@ def test_bad_input_exits_2_with_a_message(workspace, split, tmp_path, capsys, ar
 
 def test_predict_a_missing_or_broken_image_exits_2(workspace, split, cache, tmp_path, capsys):
     cfg = config(split, epochs=1)
-    run_dir = start_run(cfg, workspace.runs)
+    run_dir = create_run(cfg, workspace.runs)
     Trainer(cfg, run_dir, cache_dir=cache).run()
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")

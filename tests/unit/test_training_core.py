@@ -17,9 +17,11 @@ from core.data.demo import make_demo
 from core.data.split import split_dataset
 from core.errors import UserError
 from core.models import build_model
-from core.training import checkpoint, engine, runs
+from core import atomic, runs
+from core.training import checkpoint, engine
 from core.training.config import OPTIMIZERS, SCHEDULERS, TrainConfig
-from core.training.engine import Trainer, start_run
+from core.runs import create_run
+from core.training.engine import Trainer
 from core.training.evaluate import metrics
 
 # A small network (a few thousand weights) keeps the tests fast; the presets have their own tests.
@@ -51,7 +53,7 @@ def config(split: Path, **changes) -> TrainConfig:
 
 def train(cfg: TrainConfig, runs_dir: Path, cache: Path, run_dir: Path | None = None, **hooks) -> tuple[Path, dict]:
     resume = hooks.pop("resume", False)
-    run_dir = run_dir or start_run(cfg, runs_dir)
+    run_dir = run_dir or create_run(cfg, runs_dir)
     summary = Trainer(cfg, run_dir, cache_dir=cache, **hooks).run(resume=resume)
     return run_dir, summary
 
@@ -184,7 +186,7 @@ def test_one_cycle_resumes_after_a_mid_epoch_stop(split, cache, tmp_path):
 
 def test_resume_needs_a_checkpoint(split, cache, tmp_path):
     cfg = config(split)
-    run_dir = start_run(cfg, tmp_path)
+    run_dir = create_run(cfg, tmp_path)
     with pytest.raises(UserError) as err:
         Trainer(cfg, run_dir, cache_dir=cache).run(resume=True)
     assert err.value.key == "training.checkpoint_missing"
@@ -208,7 +210,7 @@ def test_a_checkpoint_write_killed_midway_leaves_the_previous_one(full_run, tmp_
     if failing == "torch.save":
         monkeypatch.setattr(checkpoint.torch, "save", torch_save_dies)
     else:
-        monkeypatch.setattr(checkpoint.os, "fsync", fsync_dies)
+        monkeypatch.setattr(atomic.os, "fsync", fsync_dies)
     with pytest.raises(OSError):
         checkpoint.save({"model": {}, "epoch": 99}, path)
     assert path.read_bytes() == before
@@ -227,7 +229,7 @@ def test_a_failed_checkpoint_write_fails_the_run_and_keeps_the_last_good_one(spl
 
     monkeypatch.setattr(checkpoint, "save", save_then_die)
     cfg = config(split, epochs=2)
-    run_dir = start_run(cfg, tmp_path)
+    run_dir = create_run(cfg, tmp_path)
     with pytest.raises(OSError):
         Trainer(cfg, run_dir, cache_dir=cache).run()
     summary = runs.read_summary(run_dir)
@@ -248,7 +250,7 @@ def test_nan_loss_stops_the_run_naming_epoch_and_step(split, cache, tmp_path, mo
 
     monkeypatch.setattr(engine.nn, "CrossEntropyLoss", PoisonedLoss)
     cfg = config(split, epochs=2, log_every=10)
-    run_dir = start_run(cfg, tmp_path)
+    run_dir = create_run(cfg, tmp_path)
     with pytest.raises(UserError) as err:
         Trainer(cfg, run_dir, cache_dir=cache).run()
     assert err.value.key == "training.nan_loss" and err.value.params == {"epoch": 2, "step": 7}
@@ -339,7 +341,7 @@ def test_a_run_left_running_by_a_dead_process_is_interrupted_and_resumes(split, 
     runs.update_summary(run_dir, status="running", pid=dead.pid)
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        other = start_run(config(split, name="elsewhere"), tmp_path, status="running")
+        other = create_run(config(split, name="elsewhere"), tmp_path, status="running")
         runs.update_summary(other, pid=alive.pid)  # trained by another live process: left alone
 
         registry = JobRegistry()
@@ -428,7 +430,7 @@ def test_config_rejects_bad_values(changes, key):
 
 def test_a_missing_split_folder_is_refused_before_a_run_folder_exists(tmp_path):
     with pytest.raises(UserError):
-        start_run(TrainConfig(data=str(tmp_path / "nowhere")), tmp_path / "runs")
+        create_run(TrainConfig(data=str(tmp_path / "nowhere")), tmp_path / "runs")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 

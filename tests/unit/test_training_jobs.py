@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from core.training import engine, runs
+from core import runs
+from core.training import engine
 from core.training.jobs import THREAD_NAME, JobRegistry
 from tests.unit.test_training_core import cache, config, split  # noqa: F401 - shared fixtures
 

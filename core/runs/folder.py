@@ -1,4 +1,4 @@
-"""Runs on disk: one folder per run, read back by the pages, the CLI and after a restart.
+"""A run is a folder: created, found, listed and read back by the pages, the CLI and after a restart.
 
 `RUNS/<run-id>/` holds `config.json`, `metrics.jsonl` (appended as training goes),
 `best.pt` / `last.pt`, `summary.json` (status and headline figures, rewritten as the run
@@ -13,25 +13,16 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from core.atomic import read_json, replacing, write_json
+from core.errors import UserError
+
+if TYPE_CHECKING:
+    from core.training.config import TrainConfig
 
 STATUSES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
 RESUMABLE = ("stopped", "interrupted")
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Atomically: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-        return value if isinstance(value, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 def new_run_dir(runs_dir: str | Path, name: str) -> Path:
@@ -90,17 +81,13 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
 def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
     """Keep only the records of completed epochs (a resumed run redoes the partial one)."""
     kept = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= epochs_done]
-    path = Path(run_dir) / "metrics.jsonl"
-    tmp = path.with_name(".metrics.jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
-    os.replace(tmp, path)
+    with replacing(Path(run_dir) / "metrics.jsonl") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
 
 
 def resume_from_checkpoint(run_dir: Path) -> bool:
     """Whether Resume continues a run from its `last.pt` (True) or trains it from the start
     (False: stopped or cut off before its first checkpoint). Only stopped or interrupted runs resume."""
-    from core.errors import UserError
-
     status = read_summary(run_dir).get("status")
     if status not in RESUMABLE:
         raise UserError("training.cannot_resume", run=Path(run_dir).name, status=status or "?")
@@ -176,3 +163,44 @@ def mark_interrupted(runs_dir: str | Path, live_ids: set[str] = frozenset()) -> 
                 update_summary(run.path, status="interrupted")
                 marked.append(run.id)
     return marked
+
+
+CHECKPOINTS = ("best.pt", "last.pt")
+
+
+def create_run(cfg: "TrainConfig", runs_dir: Path, status: str = "queued") -> Path:
+    """A new run folder holding the config, before any training happens (a queued run)."""
+    from core.data.split import read_split_info
+    from core.models import describe_ref
+
+    cfg = cfg.validated()
+    read_split_info(cfg.data)  # a wrong folder is refused before a run folder exists
+    run_dir = new_run_dir(runs_dir, cfg.name or describe_ref(cfg.model))
+    write_json(run_dir / "config.json", cfg.to_dict())
+    update_summary(run_dir, status=status, created=time.time(), **owner())
+    return run_dir
+
+
+def find_run(run: str | Path, runs_dir: str | Path) -> Path:
+    """The run folder for a path or for a run id under `runs_dir`."""
+    path = Path(run).expanduser()
+    for candidate in (path, Path(runs_dir) / str(run)):
+        if candidate.is_dir() and (candidate / "config.json").is_file():
+            return candidate.resolve()
+    raise UserError("runs.not_found", run=str(run), runs=str(runs_dir))
+
+
+def run_folders(runs_dir: str | Path) -> list[Path]:
+    """Run folders, newest first."""
+    return [r.path for r in list_runs(runs_dir)]
+
+
+def runs_with_weights(runs_dir: str | Path) -> list[Path]:
+    """Runs with a checkpoint to load (finished or stopped), newest first."""
+    return [p for p in run_folders(runs_dir) if any((p / name).is_file() for name in CHECKPOINTS)]
+
+
+def checkpoint_stamp(run_dir: str | Path) -> float:
+    """Changes whenever the run's checkpoints change: a cache key for loaded models."""
+    stamps = [(Path(run_dir) / name).stat().st_mtime for name in CHECKPOINTS if (Path(run_dir) / name).is_file()]
+    return max(stamps, default=0.0)

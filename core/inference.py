@@ -1,4 +1,5 @@
-"""The Python API for the other pages, the CLI and outside scripts.
+"""A trained run as a model: load it, prepare images, predict. The one path used by predict,
+explain, evaluate and export, and the Python API for outside scripts:
 
     model, info = core.load_model("workspace/runs/20261123-101500-simple_cnn")
     probs = core.predict(model, ["photo.jpg"], info)     # or core.predict(run_dir, images)
@@ -13,8 +14,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from core import runs
+from core.data.labels import class_names, field_of  # noqa: F401 - part of this API
 from core.errors import UserError
-from core.training import checkpoint, runs
+from core.training import checkpoint
 
 
 @dataclass
@@ -30,10 +33,25 @@ class ModelInfo:
 
 
 def load_model(run_dir: str | Path, which: str = "best") -> tuple[nn.Module, ModelInfo]:
-    """The run's network in eval mode on the CPU, with its weights from `best.pt` (or `last.pt`)."""
+    """The run's network in eval mode on the CPU, with its weights from `best.pt` (or `last.pt`).
+
+    Anything that cannot become a model (no checkpoint, one saved for another network, an
+    unreadable file) is a UserError naming the run, so the page and the CLI show a sentence.
+    """
+    run_dir = Path(run_dir)
+    try:
+        return _load_model(run_dir, which)
+    except UserError:
+        raise
+    except FileNotFoundError as err:
+        raise UserError("runs.checkpoint_missing", run=run_dir.name, reason=str(err)) from err
+    except (RuntimeError, KeyError, ValueError, EOFError, OSError) as err:
+        raise UserError("runs.checkpoint_bad", run=run_dir.name, reason=str(err).splitlines()[0][:300]) from err
+
+
+def _load_model(run_dir: Path, which: str) -> tuple[nn.Module, ModelInfo]:
     from core.models import build_model
 
-    run_dir = Path(run_dir)
     config = runs.read_config(run_dir)
     if not config.get("classes"):
         raise UserError("training.not_a_run", path=str(run_dir))
@@ -49,7 +67,7 @@ def load_model(run_dir: str | Path, which: str = "best") -> tuple[nn.Module, Mod
         raise UserError("training.checkpoint_mismatch", path=str(path), reason=str(err).splitlines()[0][:200]) from None
     model.eval()
     info = ModelInfo(run_dir=run_dir, classes=list(config["classes"]),
-                     display_names=list(config.get("display_names") or config["classes"]),
+                     display_names=class_names(config),
                      img_size=int(config["img_size"]), mean=tuple(config["mean"]), std=tuple(config["std"]),
                      model=config["model"], checkpoint=path.name)
     return model, info

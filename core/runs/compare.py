@@ -3,7 +3,7 @@ the most confused pairs and the misclassified test images.
 
 Everything is computed from what a finished run leaves on disk (`config.json`,
 `metrics.jsonl`, `summary.json`, `predictions.csv` with one row per test image; read through
-`core.training.runs`), so the
+`core.runs`), so the
 Compare page and any script see the same numbers. Confusion matrices and per-class scores are
 recomputed from the predictions with scikit-learn, which also makes them agree by
 construction with the misclassified gallery.
@@ -20,8 +20,8 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from core.data.files import natural_order
 from core.errors import UserError
-from core.explain.explainer import class_names
-from core.training.runs import list_runs, read_config, read_json, read_metrics, read_summary
+from core.data.labels import class_names
+from core.runs.folder import list_runs, read_config, read_json, read_metrics, read_summary
 
 
 @dataclass
@@ -63,11 +63,6 @@ class RunView:
         return str(self.config.get("data", ""))
 
 
-def run_folders(runs_dir: str | Path) -> list[Path]:
-    """Run folders, newest first."""
-    return [r.path for r in list_runs(runs_dir)]
-
-
 def comparable_runs(runs_dir: str | Path) -> list[Path]:
     """Finished runs that have test predictions: the ones a comparison can show, newest first."""
     return [r.path for r in list_runs(runs_dir) if r.status == "finished" and (r.path / "predictions.csv").is_file()]
@@ -80,6 +75,19 @@ def default_selection(runs: list[Path]) -> list[Path]:
         same = [p for p in runs[i:] if read_config(p).get("data") == data]
         if len(same) >= 2:
             return same[:2]
+    return runs[:2]
+
+
+def default_pair(runs: list[Path]) -> list[Path]:
+    """For Explain: a simple CNN run and a CBAM run (newest of each) when both exist, else the newest two."""
+    from core.models import describe_ref
+
+    def newest(word: str) -> Path | None:
+        return next((p for p in runs if word in describe_ref(read_config(p).get("model", {}))), None)
+
+    simple, cbam = newest("simple"), newest("cbam")
+    if simple and cbam:
+        return [simple, cbam]
     return runs[:2]
 
 

@@ -1,0 +1,106 @@
+"""The one training loop and the one evaluation loop (the engine, evaluation and the tests use these).
+
+Plain functions with explicit arguments, as torchvision's reference scripts write them. Losses
+and correct counts accumulate on the device and are read back only every `log_every` steps (for
+the live chart) and at the end of an epoch.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import nullcontext
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from core.errors import UserError
+from core.training.batches import Batches
+
+Record = dict[str, Any]
+OnRecord = Callable[[Record], None]
+
+
+class Stopped(Exception):
+    """Raised inside the loop when the user asked the run to stop."""
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if device.type == "cuda" and enabled:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return nullcontext()
+
+
+def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+                    batches: Batches, *, epoch: int, step: int, log_every: int,
+                    scheduler: Any = None, scaler: torch.amp.GradScaler | None = None, amp: bool = False,
+                    stop: threading.Event | None = None, on_record: OnRecord | None = None,
+                    on_batch: Callable[[int, int], None] | None = None,
+                    on_step: Callable[[int], None] | None = None) -> tuple[float, float, int, int]:
+    """One pass over the training batches; returns (mean loss, accuracy, images seen, step)."""
+    model.train()
+    device = batches.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    window: list[torch.Tensor] = []
+    for b, (x, y, _) in enumerate(batches):
+        if stop is not None and stop.is_set():
+            raise Stopped
+        with _autocast(device, amp):
+            logits = model(x)
+            loss = criterion(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        step += 1
+        detached = loss.detach()
+        window.append(detached)
+        loss_sum += detached * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+        if on_step is not None:
+            on_step(step)
+        if len(window) >= log_every or b == len(batches) - 1:
+            losses = torch.stack(window).float().cpu()  # the one host sync per window
+            _check_finite(losses, epoch, step - len(window) + 1)
+            if on_record is not None:
+                on_record({"type": "iter", "epoch": epoch, "step": step, "loss": float(losses.mean()),
+                           "lr": optimizer.param_groups[0]["lr"]})
+            window = []
+        if on_batch is not None:
+            on_batch(b + 1, seen)
+    if seen == 0:
+        raise UserError("training.no_batches", n=len(batches.images), batch=batches.batch_size)
+    return float(loss_sum) / seen, int(correct) / seen, seen, step
+
+
+def _check_finite(losses: torch.Tensor, epoch: int, first_step: int) -> None:
+    bad = (~torch.isfinite(losses)).nonzero()
+    if len(bad):
+        raise UserError("training.nan_loss", epoch=epoch, step=first_step + int(bad[0]))
+
+
+@torch.no_grad()
+def predict_batches(model: nn.Module, batches: Batches, amp: bool = False) -> torch.Tensor:
+    """Class probabilities [N, C] (CPU, float32) in the ImageSet's order."""
+    model.eval()
+    out = []
+    for x, _, _ in batches:
+        with _autocast(batches.device, amp):
+            out.append(torch.softmax(model(x).float(), dim=1).cpu())
+    return torch.cat(out) if out else torch.zeros((0, 0))
+
+
+def loss_and_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    if len(labels) == 0:
+        return float("nan"), float("nan")
+    loss = nn.functional.nll_loss(torch.log(probs.clamp_min(1e-12)), labels)
+    return float(loss), float((probs.argmax(1) == labels).float().mean())

@@ -1,0 +1,25 @@
+"""Optimizers and learning-rate schedules by name: small factory tables instead of if/elif chains."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": lambda params, c, lr: torch.optim.Adam(params, lr=lr, weight_decay=c.weight_decay),
+    "adamw": lambda params, c, lr: torch.optim.AdamW(params, lr=lr, weight_decay=c.weight_decay),
+    "sgd": lambda params, c, lr: torch.optim.SGD(params, lr=lr, momentum=c.momentum,
+                                                 nesterov=c.nesterov and c.momentum > 0,
+                                                 weight_decay=c.weight_decay),
+}
+
+# name -> (factory(optimizer, config, epochs, steps_per_epoch), steps per batch rather than per epoch)
+SCHEDULERS: dict[str, tuple[Callable[..., Any], bool]] = {
+    "none": (lambda o, c, epochs, steps: None, False),
+    "step": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.StepLR(o, c.step_size, c.gamma), False),
+    "plateau": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.ReduceLROnPlateau(
+        o, mode="max", factor=c.gamma, patience=2), False),
+    "cosine": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(1, epochs)), False),
+    "onecycle": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.OneCycleLR(
+        o, max_lr=o.param_groups[0]["lr"], total_steps=max(1, epochs * steps)), True),
+}
