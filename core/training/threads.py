@@ -4,21 +4,22 @@ OpenMP's threads meet at a barrier after every op, so one of them losing its cor
 program stalls the others: on a 2-core machine with one busy process beside it, simple_cnn
 trained at 720 img/s with 2 threads and at 1,400 with 1 (bench/bench_load.py is the end-to-end
 measure: eight browser tabs watching). Every few seconds the governor reads how much CPU the
-rest of the machine used (Linux's /proc/stat less this process's own time) and sets a thread
-for each core other programs leave at least half free, at least one. Where /proc is missing
-(macOS, Windows) the count stays at the cores this process may use. A change of count mid-run
-may change float sums in their last bits: CPU runs stay reproducible to rounding, not bit for
-bit.
+rest of the machine used (psutil's CPU times for the machine less this process's own, on
+Linux, macOS and Windows alike) and sets a thread for each core other programs leave at least
+half free, at least one. Where those times cannot be read the count stays at the cores this
+process may use. A change of count mid-run may change float sums in their last bits: CPU runs
+stay reproducible to rounding, not bit for bit.
 """
 from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
+import psutil
 import torch
 
-TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# Linux counts a guest's virtual CPU time inside user and nice as well: left out, not counted twice.
+NOT_BUSY = ("idle", "iowait", "guest", "guest_nice")
 
 
 def usable_cores() -> int:
@@ -29,19 +30,20 @@ def usable_cores() -> int:
 
 
 def cpu_seconds() -> tuple[float, float] | None:
-    """(busy CPU seconds of the whole machine, CPU seconds of this process); None without /proc.
+    """(busy CPU seconds of the whole machine, CPU seconds of this process); None where the
+    system does not tell.
 
     Programs at a lower priority (niced) count as busy too: with its threads at OpenMP's barriers,
     training leaves them enough gaps that they still take their share (measured with a niced
     Chromium: 0.73 cores taken, and 2 threads trained slower than 1 did beside a normal one)."""
     try:
-        machine = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, ValueError, IndexError):
+        machine = psutil.cpu_times()
+        own = psutil.Process().cpu_times()
+    except (psutil.Error, OSError):
         return None
-    idle = machine[3] + (machine[4] if len(machine) > 4 else 0)  # idle + iowait
-    busy = sum(machine[:8]) - idle  # user nice system idle iowait irq softirq steal (steal: taken by the host)
-    return busy / TICK, (int(own[11]) + int(own[12])) / TICK
+    times = machine._asdict()
+    busy = sum(v for k, v in times.items() if k not in NOT_BUSY)  # steal (taken by the host) is busy
+    return busy, own.user + own.system
 
 
 def threads_for(cores: int, others: float) -> int:

@@ -1,10 +1,13 @@
 """What keeps training fast while people watch: torch threads follow the cores other programs leave
-free, and the live charts stay a bounded size."""
+free, the live charts redraw less often as more tabs watch, and stay a bounded size."""
+import time
+
 import pytest
 import torch
 
 from core import charts
 from core.training import threads
+from core.training.live import WatchingTabs
 
 
 @pytest.mark.parametrize("cores, others, expected", [
@@ -49,12 +52,40 @@ def test_governor_without_proc_keeps_the_usable_cores(monkeypatch):
         torch.set_num_threads(before)
 
 
-def test_cpu_seconds_reads_this_machine():
-    sample = threads.cpu_seconds()
-    if sample is None:
-        pytest.skip("no /proc here")
-    busy, own = sample
+def test_cpu_seconds_reads_this_machine_and_grows_with_work():
+    """The real reading (psutil, on every system): both figures grow while this process computes."""
+    before = threads.cpu_seconds()
+    assert before is not None
+    busy, own = before
     assert busy > 0 and 0 < own <= busy
+    deadline = time.monotonic() + 60
+    while threads.cpu_seconds()[1] < own + 0.2 and time.monotonic() < deadline:
+        sum(i * i for i in range(20_000))
+    after = threads.cpu_seconds()
+    assert after[1] >= own + 0.2 and after[0] > busy
+    assert after[0] - busy >= (after[1] - own) * 0.9  # the machine's busy time includes this process's
+
+
+def test_one_tab_redraws_every_2_s_and_each_more_tab_adds_2_s():
+    tabs = WatchingTabs()
+    assert tabs.every("a", now=0.0) == 2.0
+    assert tabs.every("a", now=1.0) == 2.0  # the same tab again is still one tab
+    assert tabs.every("b", now=2.0) == 4.0 and tabs.every("a", now=3.0) == 4.0
+    for n in range(3, 9):
+        every = tabs.every(f"tab{n}", now=4.0)
+    assert every == 16.0 and len(tabs) == 8  # eight tabs together redraw as often as one alone
+    for n in range(9, 40):
+        every = tabs.every(f"tab{n}", now=5.0)
+    assert every == 30.0  # at most every 30 s, however many watch
+
+
+def test_a_tab_not_seen_for_a_minute_stops_counting():
+    tabs = WatchingTabs()
+    tabs.every("closed", now=0.0)
+    tabs.every("open", now=50.0)
+    assert tabs.every("open", now=59.0) == 4.0  # "closed" was seen 59 s ago: it may just be slow
+    assert tabs.every("open", now=61.0) == 2.0 and len(tabs) == 1
+    assert tabs.every("closed", now=62.0) == 4.0  # back again: counted again
 
 
 def test_live_charts_are_thinned_to_a_bounded_size_keeping_both_ends():
