@@ -168,7 +168,7 @@ def do_split(force: bool) -> bool:
     st.session_state.pop("data_confirm_replace", None)
     with ui.user_errors(), st.spinner(ui.t("data.page.working")):
         info = split_dataset(report.root, out, val_pct / 100, test_pct / 100, int(seed), force=force, report=report)
-        ws.remember(current_split=str(out.resolve()))
+        ui.set_current_split(out.resolve())
         st.session_state.data_split_done = (str(out.resolve()), info["mode"])
         return True
     return False

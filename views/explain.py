@@ -68,7 +68,7 @@ with ui.user_errors():
         if shot is not None:
             image, image_name = open_image(shot), ui.t("explain.page.source_camera")
     else:
-        split = ws.state().get("current_split")
+        split = ui.current_split()
         pictures = split_images(split) if split else []
         if not pictures:
             st.info(ui.t("explain.page.no_test_split"))

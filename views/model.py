@@ -139,7 +139,7 @@ def weights_options(arch: str) -> dict:
 def input_shape() -> tuple[int, int]:
     """Image size and class count: from the current split when there is one, else by hand."""
     ws = ui.workspace()
-    split, classes = ws.state().get("current_split"), None
+    split, classes = ui.current_split(), None
     if split:
         split_dir = Path(split) if Path(split).is_absolute() else ws.splits / split
         try:

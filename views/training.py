@@ -14,6 +14,7 @@ from core.data.augment import AUGMENT_PRESETS
 from core import runs
 from core.training.config import EARLY_STOP_METRICS, OPTIMIZERS, SCHEDULERS, TrainConfig
 from core.training.jobs import registry
+from core.training.live import WatchingTabs
 
 ss = st.session_state
 ws = ui.workspace()
@@ -23,7 +24,7 @@ st.title(ui.t("nav.training"))
 
 
 def split_choices() -> list[str]:
-    current = ws.state().get("current_split")
+    current = ui.current_split()
     found = sorted(str(p.parent) for p in ws.splits.glob("*/split.json"))
     if current and (Path(current) / "split.json").is_file() and current not in found:
         found.insert(0, current)
@@ -48,7 +49,7 @@ def settings_form() -> TrainConfig | None:
     if not splits:
         st.info(ui.t("training.no_split"), icon="🗂️")
         return None
-    current = ws.state().get("current_split")
+    current = ui.current_split()
     options = model_choices()
     with st.form("train_form"):
         c1, c2 = st.columns([2, 1])
@@ -187,28 +188,14 @@ def draw_run(run_id: str) -> None:
     draw_charts(run_id, state["records"], ("iter",) + EPOCH_CHARTS)
 
 
-# While a run trains, its page redraws in parts: the progress and the loss of the last steps
-# every `every` seconds, the per-epoch curves, the learning rate and the run list five times
-# less often. `every` is 2 s for each tab watching, so that eight tabs together redraw no more
-# often than one alone: a class with eight tabs open keeps the machine for the training
-# (bench/bench_load.py: a redraw costs the browser about 0.3 CPU-seconds).
-TAB_TTL_S = 60.0
-
-
 @st.cache_resource
-def watching_tabs() -> dict[str, float]:
-    """Tab id -> when it last redrew a running job, shared by every session of this server."""
-    return {}
+def watching_tabs() -> WatchingTabs:
+    """The tabs watching a running job, shared by every session of this server (core/training/live.py)."""
+    return WatchingTabs()
 
 
 def live_every() -> float:
-    tabs = watching_tabs()
-    now = time.monotonic()
-    tabs[ss.setdefault("tab_id", uuid.uuid4().hex)] = now
-    for tab, seen in list(tabs.items()):
-        if now - seen > TAB_TTL_S:
-            tabs.pop(tab, None)
-    return min(30.0, 2.0 * max(1, len(tabs)))
+    return watching_tabs().every(ss.setdefault("tab_id", uuid.uuid4().hex), time.monotonic())
 
 
 def live_steps(run_id: str, every: float) -> None:

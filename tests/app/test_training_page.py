@@ -1,12 +1,13 @@
 """The Training page starts a run in the background, shows it live, and lists it when done."""
 import json
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core import i18n, runs
 from core.data.demo import make_demo
 from core.data.split import split_dataset
-from core import runs
 from core.training.jobs import registry
 from tests.conftest import ROOT
 
@@ -14,7 +15,7 @@ from tests.conftest import ROOT
 @pytest.fixture
 def demo_split(workspace):
     make_demo(workspace.datasets / "demo", classes=3, per_class=12, size=48, seed=0)
-    split = split_dataset(workspace.datasets / "demo", workspace.splits / "demo")
+    split_dataset(workspace.datasets / "demo", workspace.splits / "demo")
     workspace.remember(current_split=str(workspace.splits / "demo"))
     return workspace
 
@@ -25,6 +26,47 @@ def open_page() -> AppTest:
     at.switch_page("views/training.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def split_on_the_data_page(at: AppTest, dataset: Path) -> None:
+    """What a person does on the Data page: type the folder, press Split."""
+    at.switch_page("views/data.py").run()
+    at.text_input(key="data_folder_input").set_value(str(dataset)).run()
+    at.button(key="split_button").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def sidebar_split(at: AppTest) -> str:
+    return " ".join(c.value for c in at.sidebar.caption if c.value.startswith(i18n.t("sidebar.current_split", "en"))
+                    or c.value == i18n.t("sidebar.no_split", "en"))
+
+
+def test_each_tab_keeps_its_own_split(workspace):
+    """Tab 1 splits dataset A, tab 2 splits B: tab 1's sidebar and Training page still show A."""
+    a = make_demo(workspace.datasets / "apples", classes=3, per_class=12, size=32, seed=0)
+    b = make_demo(workspace.datasets / "bricks", classes=3, per_class=12, size=32, seed=1)
+    tab1, tab2 = (AppTest.from_file(str(ROOT / "app.py"), default_timeout=60) for _ in range(2))
+    tab1.run()
+    assert sidebar_split(tab1) == i18n.t("sidebar.no_split", "en")
+    split_on_the_data_page(tab1, a)
+    split_a = str((workspace.splits / "apples").resolve())
+    assert sidebar_split(tab1).endswith(split_a)  # at once, not after the next page
+    tab2.run()
+    split_on_the_data_page(tab2, b)
+    split_b = str((workspace.splits / "bricks").resolve())
+    assert sidebar_split(tab2).endswith(split_b)
+
+    tab1.run()
+    assert sidebar_split(tab1).endswith(split_a)
+    tab1.switch_page("views/training.py").run()
+    assert not tab1.exception, [e.value for e in tab1.exception]
+    assert sidebar_split(tab1).endswith(split_a)
+    data = next(w for w in tab1.selectbox if w.label == i18n.t("training.data", "en"))
+    assert data.value == split_a
+    # The workspace remembers the last split, as the default for a tab opened later.
+    tab3 = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    tab3.run()
+    assert sidebar_split(tab3).endswith(split_b)
 
 
 def test_without_a_split_the_page_says_where_to_make_one(workspace):
@@ -55,11 +97,9 @@ def test_start_a_one_epoch_run_and_see_its_charts(demo_split):
 
 def test_every_setting_of_the_form_reaches_the_run_config(demo_split):
     """The optimizer, schedule and early-stopping details under 'More settings' are not lost."""
-    from core import i18n
-
     at = open_page()
-    label = lambda key: i18n.t(key, "en")  # noqa: E731
-    widget = lambda kind, key: next(w for w in at.get(kind) if w.label == label(key))  # noqa: E731
+    label = lambda key: i18n.t(key, "en")
+    widget = lambda kind, key: next(w for w in at.get(kind) if w.label == label(key))
     widget("number_input", "training.img_size").set_value(32)
     widget("number_input", "training.batch_size").set_value(8)
     widget("number_input", "training.epochs").set_value(1)

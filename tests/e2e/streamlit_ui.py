@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -18,6 +18,7 @@ from core import i18n
 
 PAGES = ("data", "model", "training", "compare", "explain")
 EXCEPTION = '[data-testid="stException"]'
+SIDEBAR_WIDGET = '[data-testid="stSidebar"] [data-testid="stSelectbox"]'  # app.py's language choice
 KEY_LIKE = re.compile(r"\b[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+\b")
 FILE_SUFFIXES = {"json", "jsonl", "csv", "pt", "pth", "py", "jpg", "jpeg", "png", "zip", "txt", "toml", "md"}
 
@@ -72,8 +73,6 @@ def wait_idle(page: Page, timeout: float = 60_000, settle_ms: int = 300, after: 
             page.wait_for_function(f"() => (window.__stRuns || 0) > {after}", timeout=5_000, polling=50)
         except PlaywrightTimeout:
             pass  # the action did not rerun the script (or the run was over before we looked)
-    else:
-        page.wait_for_timeout(100)
     while True:
         page.wait_for_selector(idle, state="attached", timeout=max(1.0, deadline - time.monotonic()) * 1000)
         page.wait_for_timeout(settle_ms)
@@ -81,20 +80,37 @@ def wait_idle(page: Page, timeout: float = 60_000, settle_ms: int = 300, after: 
             return
 
 
+def wait_drawn(page: Page, timeout: float = 120_000) -> None:
+    """After loading a URL: wait until app.py has drawn its sidebar, then for the run to end.
+
+    Just after a load the app reads "not running" before its first run has even started, so
+    waiting for idle alone can return before anything is drawn (a busy machine showed it).
+    """
+    expect(page.locator(SIDEBAR_WIDGET).first).to_be_visible(timeout=timeout)
+    wait_idle(page, timeout=timeout)
+
+
 def open_app(context: BrowserContext, base_url: str) -> Page:
     """A new tab on the app's home page, as a person opens it, once the first run has ended."""
     page = context.new_page()
     page.goto(base_url)
-    wait_idle(page)
+    wait_drawn(page)
     return page
 
 
 def open_page(page: Page, base_url: str, name: str, query: str = "") -> None:
-    """Load page `name` by its URL (the default page, Data, lives at the root)."""
-    page.goto(f"{base_url}/{'' if name == PAGES[0] else name}{query}")
-    wait_idle(page)
+    """Load page `name` by its URL, as a bookmark does (`/data` leads to the Data page at the root)."""
+    page.goto(f"{base_url}/{name}{query}")
+    wait_drawn(page)
     dialogs = page.locator('[data-testid="stDialog"]')
     assert dialogs.count() == 0, f"a dialog opened on {page.url}: {dialogs.first.inner_text()}"
+
+
+def go_to(page: Page, title: str) -> None:
+    """Change page with the sidebar's menu, as a person does: the tab keeps its session."""
+    before = runs_started(page)
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
+    wait_idle(page, after=before)
 
 
 def exceptions(page: Page) -> list[str]:
