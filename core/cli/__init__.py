@@ -14,7 +14,7 @@ from typing import Any
 from core.errors import UserError
 from core.i18n import cli_lang, t
 
-COMMAND_MODULES = ("data", "models", "train", "explain")
+COMMAND_MODULES = ("data", "models", "train", "explain", "export")
 
 
 class Output:
