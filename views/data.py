@@ -4,18 +4,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image
 import streamlit as st
+from PIL import Image
 
 import ui
 from core import charts
 from core.data.augment import AUGMENT_PRESETS, augment_preview
-from core.data.cache import decode_resized
+from core.data.cache import cache_cap, cache_size, clear_cache, decode_resized
 from core.data.demo import make_demo
 from core.data.files import folder_signature
 from core.data.images import open_image
 from core.data.scan import HealthReport, sample_paths, scan
-from core.data.split import INFO_FILE, SPLITS, counts, plan_split, split_dataset
+from core.data.split import (
+    INFO_FILE,
+    SPLITS,
+    counts,
+    left_out_note,
+    next_version,
+    plan_split,
+    runs_using,
+    split_dataset,
+)
 from core.data.zipimport import import_zip
 from core.errors import UserError
 
@@ -34,6 +43,10 @@ def thumbnail(path: str, mtime_ns: int) -> Image.Image:
     img = open_image(path)
     img.thumbnail((160, 160))
     return img
+
+
+def translated(note: tuple[str, dict] | None) -> str:
+    return ui.t(note[0], **note[1]) if note else ""
 
 
 def choose(folder: Path) -> None:
@@ -94,6 +107,7 @@ table = pd.DataFrame({
     ui.t("data.page.col_display"): [c.display for c in listed],
     ui.t("data.page.col_images"): [c.images for c in listed],
     ui.t("data.page.col_problems"): [c.problems for c in listed],
+    ui.t("data.page.col_note"): [translated(c.note()) for c in listed],
 })
 left, right = st.columns([2, 3])
 left.dataframe(table, hide_index=True)
@@ -151,31 +165,50 @@ seed = c3.number_input(ui.t("data.page.seed"), 0, 2**31 - 1, 42, 1)
 out = ws.splits / report.root.name
 out_text = st.text_input(ui.t("data.page.split_out"), value=str(out), help=ui.t("data.page.split_out_help"))
 out = Path(out_text).expanduser()
+ratios = (val_pct / 100, test_pct / 100, int(seed))
+small, too_small = "refuse", []
 with ui.user_errors():
-    plan = plan_split(report, val_pct / 100, test_pct / 100, int(seed))
-    preview = pd.DataFrame(counts(plan, [c.name for c in listed])).T[list(SPLITS)]
-    preview.index = [display_of[n] for n in preview.index]
-    preview.columns = [ui.t("data.split." + s) for s in SPLITS]
-    preview.loc[ui.t("data.cli.total")] = preview.sum()
-    st.dataframe(preview)
-    for name, have in plan["too_small"]:
-        st.warning(ui.t("data.page.too_small", name=display_of[name], count=have, needed=plan["needed"]))
+    too_small = plan_split(report, *ratios)["too_small"]
+if too_small:  # the user chooses; the split is never refused for a tiny class from here
+    small_labels = {s: ui.t("data.page.small." + s) for s in ("leave_out", "train_only")}
+    small = st.radio(ui.t("data.page.small_choice", names=", ".join(display_of[n] for n, _ in too_small)),
+                     tuple(small_labels), format_func=small_labels.__getitem__, horizontal=True,
+                     key="data_small_classes")
+with ui.user_errors():
+    plan = plan_split(report, *ratios, small=small)
+    in_split = [c.name for c in listed if c.name in plan["classes"]]
+    if in_split:
+        preview = pd.DataFrame(counts(plan, in_split)).T[list(SPLITS)]
+        preview.index = [display_of[n] for n in preview.index]
+        preview.columns = [ui.t("data.split." + s) for s in SPLITS]
+        preview.loc[ui.t("data.cli.total")] = preview.sum()
+        st.dataframe(preview)
+    for item in plan["left_out"]:
+        st.info(ui.t("data.page.left_out", name=display_of[item["class"]], reason=translated(left_out_note(item, report))))
+    if plan["train_only"]:
+        st.caption(ui.t("data.page.train_only", names=", ".join(display_of[n] for n in plan["train_only"])))
     if plan["skipped"]:
         st.caption(ui.t("data.page.skipped", n=len(plan["skipped"])))
+
+# A split that runs trained on is never replaced: the new one becomes the next version.
+exists = (out / INFO_FILE).is_file()
+used = runs_using(out, ws.runs) if exists else []
+target = next_version(out) if used else out
+if used:
+    st.info(ui.t("data.page.in_use", out=out, n=len(used), runs=", ".join(r.name for r in used[:5]), new=target))
 
 
 def do_split(force: bool) -> bool:
     st.session_state.pop("data_confirm_replace", None)
     with ui.user_errors(), st.spinner(ui.t("data.page.working")):
-        info = split_dataset(report.root, out, val_pct / 100, test_pct / 100, int(seed), force=force, report=report)
-        ui.set_current_split(out.resolve())
-        st.session_state.data_split_done = (str(out.resolve()), info["mode"])
+        info = split_dataset(report.root, target, *ratios, force=force, report=report, small=small, runs_dir=ws.runs)
+        ui.set_current_split(target.resolve())
+        st.session_state.data_split_done = (str(out.resolve()), info["mode"], str(target.resolve()))
         return True
     return False
 
 
-exists = (out / INFO_FILE).is_file()
-if st.session_state.get("data_confirm_replace") == str(out):
+if st.session_state.get("data_confirm_replace") == str(out) and not used:
     st.warning(ui.t("data.page.replace_ask", out=out))
     yes, no = st.columns(2)
     if yes.button(ui.t("data.page.replace_yes"), type="primary") and do_split(force=True):
@@ -184,13 +217,14 @@ if st.session_state.get("data_confirm_replace") == str(out):
         st.session_state.pop("data_confirm_replace")
         st.rerun()
 elif st.button(ui.t("data.page.split_button"), type="primary", key="split_button"):
-    if exists:
+    if exists and not used:
         st.session_state.data_confirm_replace = str(out)
         st.rerun()
     do_split(force=False)
 done = st.session_state.get("data_split_done")
 if done and done[0] == str(out.resolve()):
-    st.success(ui.t("data.page.split_done", out=done[0], mode=done[1]))
+    written = done[2] if len(done) > 2 else done[0]
+    st.success(ui.t("data.page.split_done" if written == done[0] else "data.page.split_version", out=written, mode=done[1]))
 
 # --- 5. Augmentation preview --------------------------------------------------------------
 st.header(ui.t("data.page.augment"))
@@ -210,3 +244,12 @@ if names:
     cols[0].image(original.permute(1, 2, 0).numpy(), caption=ui.t("data.page.original"), width="stretch")
     for col, img in zip(cols[1:], augment_preview(original, preset, 8, seed=roll)):
         col.image(img, width="stretch")
+
+# --- 6. Image cache -----------------------------------------------------------------------
+st.header(ui.t("data.page.cache"))
+k1, k2 = st.columns([3, 1])
+if k2.button(ui.t("data.page.cache_clear"), key="clear_cache", help=ui.t("data.page.cache_clear_help")):
+    st.session_state.data_cache_freed = clear_cache(ws.cache)
+k1.caption(ui.t("data.page.cache_size", size_mb=round(cache_size(ws.cache) / 2**20, 1), cap_mb=cache_cap() // 2**20))
+if "data_cache_freed" in st.session_state:
+    st.success(ui.t("data.page.cache_cleared", size_mb=round(st.session_state.pop("data_cache_freed") / 2**20, 1)))

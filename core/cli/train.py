@@ -113,6 +113,10 @@ def evaluate(args: argparse.Namespace, out: Output) -> int:
     for row, name in zip(result["per_class"], class_names(runs.read_config(run_dir))):
         row["name"] = name
     lines = [out.t("training.cli.eval_head", split=args.split, n=result["n"], acc=result["accuracy"])]
+    if not result["own_data"]:
+        lines.insert(0, out.t("training.cli.eval_other", data=result["data"], split=args.split,
+                              split_id=result["split_id"], stored=result["stored"],
+                              why=out.t("training.eval_other." + result["other_reason"])))
     lines += [f"  {r['name']:<24} P {r['precision']:.3f}  R {r['recall']:.3f}  F1 {r['f1']:.3f}  n {r['support']}"
               for r in result["per_class"]]
     lines.append(out.t("training.cli.confusion"))

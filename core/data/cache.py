@@ -6,6 +6,10 @@ uint8 tensor [N,3,S,S]; it is saved under the workspace cache, keyed by the file
 mtimes and sizes and the image size, so a second run (or an app restart) starts at once.
 When the tensor would not fit the memory budget, batches are decoded from disk on demand
 instead (`streaming`), and `note` says so.
+
+The cache folder has a size cap (`CNN_STUDIO_CACHE_CAP` bytes, 2 GiB by default): a cache file
+is touched each time it is used, and after a new one is saved the least recently used files
+go until the folder fits. `clear_cache` empties it (the Data page's button).
 """
 from __future__ import annotations
 
@@ -25,8 +29,10 @@ from core.data.images import open_image
 from core.data.labels import class_names
 from core.errors import UserError
 
-DEFAULT_MEMORY_BUDGET = int(os.environ.get("CNN_STUDIO_CACHE_BUDGET", 2 * 1024**3))
+DEFAULT_MEMORY_BUDGET = int(os.environ.get("CNN_STUDIO_CACHE_BUDGET", str(2 * 1024**3)))
+DEFAULT_CACHE_CAP = 2 * 1024**3
 CACHE_VERSION = 1
+CACHE_PATTERN = "images-*.npy"  # each with an optional `.stats.json` beside it (core.data.augment)
 
 
 def decode_resized(path: str | Path | Image.Image, img_size: int) -> torch.Tensor:
@@ -144,13 +150,78 @@ def load_images(
                 data = torch.from_numpy(np.load(images.cache_file, allow_pickle=False))
                 if tuple(data.shape) == (len(paths), 3, img_size, img_size) and data.dtype == torch.uint8:
                     images._data = data
+                    _touch(images.cache_file)
                     return images
             except (OSError, ValueError, EOFError):
                 pass  # a damaged cache file is rebuilt below
     images._data = decode_many(paths, img_size)
     if images.cache_file is not None:
         _save_atomically(images._data, images.cache_file)
+        evict(images.cache_file.parent, keep=images.cache_file)
     return images
+
+
+# --- the cache folder: size cap, least recently used first out ---------------------------------
+def cache_cap() -> int:
+    """Bytes the cache folder may hold: `CNN_STUDIO_CACHE_CAP`, else 2 GiB."""
+    try:
+        return max(0, int(os.environ.get("CNN_STUDIO_CACHE_CAP", "")))
+    except ValueError:
+        return DEFAULT_CACHE_CAP
+
+
+def _entries(cache_dir: Path) -> list[tuple[float, int, list[Path]]]:
+    """(last use, bytes, files) for each cached image set, least recently used first."""
+    entries = []
+    for npy in Path(cache_dir).glob(CACHE_PATTERN):
+        files = [npy] + [f for f in (npy.with_suffix(".stats.json"),) if f.is_file()]
+        try:
+            entries.append((npy.stat().st_mtime, sum(f.stat().st_size for f in files), files))
+        except OSError:
+            continue  # removed meanwhile by another process
+    return sorted(entries, key=lambda e: e[0])
+
+
+def cache_size(cache_dir: str | Path) -> int:
+    """Bytes held by the cached image sets in `cache_dir`."""
+    return sum(size for _, size, _ in _entries(Path(cache_dir))) if Path(cache_dir).is_dir() else 0
+
+
+def evict(cache_dir: str | Path, cap: int | None = None, keep: Path | None = None) -> list[Path]:
+    """Delete the least recently used image sets until the folder holds at most `cap` bytes;
+    `keep` (the set just saved or used) stays even when alone it is over the cap."""
+    cap = cache_cap() if cap is None else cap
+    entries = _entries(Path(cache_dir))
+    total = sum(size for _, size, _ in entries)
+    removed = []
+    for _, size, files in entries:
+        if total <= cap:
+            break
+        if keep is not None and files[0] == keep:
+            continue
+        for f in files:
+            f.unlink(missing_ok=True)
+        removed.append(files[0])
+        total -= size
+    return removed
+
+
+def clear_cache(cache_dir: str | Path) -> int:
+    """Delete every cached image set; returns the bytes freed. Safe while runs train: a run holds
+    its images in memory, and the next run decodes them again."""
+    if not Path(cache_dir).is_dir():
+        return 0
+    freed = cache_size(cache_dir)
+    evict(cache_dir, cap=0)
+    return freed
+
+
+def _touch(path: Path) -> None:
+    """Mark a cache file as just used (its mtime: access times are often not kept)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
 
 
 def _save_atomically(data: torch.Tensor, target: Path) -> None:

@@ -3,11 +3,15 @@
 Every caller (scan, cache, the Explain page's uploads, the CLI) goes through `open_image`, so
 a decompression bomb is refused before decoding, EXIF rotation is applied, and odd modes
 (CMYK, 16-bit, palette, RGBA, grayscale) come out as 8-bit RGB.
+
+The pixel limit is Pillow's own `Image.MAX_IMAGE_PIXELS` (one setting for every library that
+opens images in this process), raised here from Pillow's 89 MP so that 108 MP phone photos
+open. Above it Pillow warns while opening and `open_image` refuses the image before decoding;
+above twice it Pillow itself raises. No warnings filter is changed.
 """
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -16,11 +20,19 @@ from core.errors import UserError
 
 # Refuse anything above this many pixels without decoding it (a 16k x 16k photo is 268 MP).
 MAX_PIXELS = 120_000_000
+if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-# MAX_PIXELS, checked before decoding, replaces Pillow's DecompressionBombWarning (its error, at
-# twice its own limit, still applies). Images are opened from thread pools, where turning the
-# warning into an error with `warnings.catch_warnings` is not safe: it swaps process-wide state.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def pixel_limit() -> int | None:
+    """Pillow's limit as it is now (None: no limit), read at each check so one setting rules."""
+    return Image.MAX_IMAGE_PIXELS
+
+
+def too_many_pixels(width: int, height: int) -> bool:
+    limit = pixel_limit()
+    return limit is not None and width * height > limit
 
 
 def _source_name(source: str | Path | bytes | io.IOBase) -> str:
@@ -35,8 +47,8 @@ def open_image(source: str | Path | bytes | io.IOBase) -> Image.Image:
     try:
         with Image.open(source) as img:
             width, height = img.size
-            if width * height > MAX_PIXELS:
-                raise UserError("image.bomb", name=name, width=width, height=height, limit=MAX_PIXELS)
+            if too_many_pixels(width, height):
+                raise UserError("image.bomb", name=name, width=width, height=height, limit=pixel_limit())
             img.load()
             img = ImageOps.exif_transpose(img)
             return to_rgb(img)
@@ -45,7 +57,7 @@ def open_image(source: str | Path | bytes | io.IOBase) -> Image.Image:
     except FileNotFoundError:
         raise UserError("image.missing", name=name) from None
     except Image.DecompressionBombError:
-        raise UserError("image.bomb", name=name, width="?", height="?", limit=MAX_PIXELS) from None
+        raise UserError("image.bomb", name=name, width="?", height="?", limit=pixel_limit()) from None
     except UnidentifiedImageError:
         raise UserError("image.not_image", name=name) from None
     except (OSError, SyntaxError, ValueError) as err:

@@ -4,6 +4,10 @@ Every file is read once (its bytes hashed for duplicates, then fully decoded to 
 truncation); files that cannot be used are listed with a reason instead of being skipped
 silently, and readable oddities (CMYK, 16-bit, palette, transparency, grayscale, EXIF
 rotation) are reported as notes because they are converted on loading.
+
+A class's usable count is what a split will use: problem files and the extra copies of
+exact duplicates (the first path of a group is kept) are not counted, and `ClassInfo.note`
+says why a class has fewer usable images than files.
 """
 from __future__ import annotations
 
@@ -18,8 +22,14 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from core.data.files import class_files, class_folders, is_ignored, is_image_name, natural_order
-from core.data.images import MAX_PIXELS
+from core.data.files import (
+    class_files,
+    class_folders,
+    is_ignored,
+    is_image_name,
+    natural_order,
+)
+from core.data.images import too_many_pixels
 from core.errors import UserError
 
 CAT_TO_NAME = "cat_to_name.json"
@@ -43,23 +53,42 @@ class FileIssue:
 class ClassInfo:
     name: str  # folder name (what the model's index refers to)
     display: str  # from cat_to_name.json, else the folder name
-    images: int  # usable images
-    problems: int
+    images: int  # usable images: exactly what a split uses
+    problems: int  # files that cannot be used
+    copies: int = 0  # exact copies of an image kept elsewhere (left out)
+    copies_of: list[str] = field(default_factory=list)  # classes holding the kept copies
 
     @property
     def label(self) -> str:
         """The folder name, with its display name in brackets when it has one (text listings)."""
         return self.name if self.display == self.name else f"{self.name} ({self.display})"
 
+    @property
+    def files(self) -> int:
+        return self.images + self.problems + self.copies
+
+    def note(self) -> tuple[str, dict] | None:
+        """Why the usable count is below the number of files (translation key and params), or None."""
+        if self.files == 0:
+            return "data.class_note.empty", {}
+        others = ", ".join(self.copies_of)
+        if self.images == 0 and self.copies == self.files:
+            return "data.class_note.all_copies", {"n": self.copies, "others": others}
+        if self.images == 0:
+            return "data.class_note.none_usable", {"n": self.files, "problems": self.problems, "copies": self.copies}
+        if self.copies:
+            return "data.class_note.some_copies", {"n": self.copies, "others": others}
+        return None
+
 
 @dataclass
 class HealthReport:
     root: Path
     classes: list[ClassInfo]  # torchvision ImageFolder order: sorted folder names
-    images: dict[str, list[str]]  # class -> usable image paths relative to root (sorted)
+    images: dict[str, list[str]]  # class -> usable image paths relative to root (sorted; no extra copies)
     problems: list[FileIssue]
     notes: list[FileIssue]
-    duplicates: list[list[str]]  # groups of relative paths with identical bytes
+    duplicates: list[list[str]]  # groups of relative paths with identical bytes; the first is kept
     sizes: dict[str, dict[str, int]]  # width/height -> min/median/max
     formats: dict[str, int]
     ignored: int  # hidden and system files skipped
@@ -156,7 +185,7 @@ def _inspect(path: Path, rel: str) -> _FileFacts:
         with Image.open(io.BytesIO(raw)) as img:
             width, height = img.size
             facts.format = img.format
-            if width * height > MAX_PIXELS:  # refused before decoding, as open_image does
+            if too_many_pixels(width, height):  # refused before decoding, as open_image does
                 facts.problem, facts.detail = "bomb", f"{width}x{height}"
                 return facts
             img.load()
@@ -220,14 +249,27 @@ def scan(path: str | Path, workers: int = 4) -> HealthReport:
         formats[facts.format or "?"] += 1
     duplicates = [sorted(group) for group in by_digest.values() if len(group) > 1]
     duplicates.sort()
+    copies: Counter = Counter()
+    copies_of: dict[str, set[str]] = defaultdict(set)
+    dropped = set()
+    for group in duplicates:
+        for rel in group[1:]:
+            dropped.add(rel)
+            copies[_class_of(rel)] += 1
+            copies_of[_class_of(rel)].add(_class_of(group[0]))
+    images = {cls: [rel for rel in files if rel not in dropped] for cls, files in images.items()}
 
-    classes = [ClassInfo(f.name, display.get(f.name, f.name), len(images[f.name]), bad_per_class[f.name])
-               for f in folders]
+    classes = [ClassInfo(f.name, display.get(f.name, f.name), len(images[f.name]), bad_per_class[f.name],
+                         copies[f.name], sorted(copies_of[f.name])) for f in folders]
     sizes = {}
     for axis, values in (("width", widths), ("height", heights)):
         if values:
             sizes[axis] = {"min": min(values), "median": int(statistics.median(values)), "max": max(values)}
     return HealthReport(root, classes, images, problems, notes, duplicates, sizes, dict(formats), ignored)
+
+
+def _class_of(rel: str) -> str:
+    return rel.split("/", 1)[0]
 
 
 def sample_paths(report: HealthReport, per_class: int = 6, seed: int = 0) -> dict[str, list[Path]]:

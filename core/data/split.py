@@ -4,6 +4,15 @@ Stratified per class and seeded, so the same seed gives a byte-identical split; 
 cost no disk space and fall back to copies across file systems. The split is built in a
 temporary folder next to OUT and renamed into place, so a split folder is never half-written
 and two splits are never mixed.
+
+A split is immutable once a run used it: `split.json` carries its identity (`id`, a hash of
+the file lists of train/val/test), each run records the id it trained on, and each run leaves
+a marker in `SPLIT/.runs/`; re-splitting into a folder that runs use is refused, naming the
+runs and the next free version folder (`name-2`).
+
+Every class of a split has at least one training image. A class without any usable image is
+left out with a note; a class too small for every part is refused, left out, or kept in
+training only, as the caller chooses (`small`).
 """
 from __future__ import annotations
 
@@ -12,16 +21,22 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
+from core.atomic import read_json, write_json
+from core.data.files import class_folders, class_images
 from core.data.scan import HealthReport, scan
 from core.errors import UserError
 
 SPLITS = ("train", "val", "test")
 INFO_FILE = "split.json"
 ANNOTATIONS = "annotations.csv"
+USES_DIR = ".runs"  # one marker file per run trained on the split (hidden: never a class or a part)
+SMALL_CLASSES = ("refuse", "leave_out", "train_only")  # what to do with a class too small for every part
 
 
 def read_split_info(split_dir: str | Path) -> dict:
@@ -45,36 +60,80 @@ def _class_seed(seed: int, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{name}".encode()).digest()[:8], "big")
 
 
-def plan_split(report: HealthReport, val: float = 0.2, test: float = 0.2, seed: int = 42) -> dict:
-    """Which file goes to which split: {"assign": {split: {class: [rel paths]}}, "skipped": [...]}.
+def _sizes(n: int, val: float, test: float) -> tuple[int, int, int]:
+    """(train, val, test) for a class of n >= needed images: each within one image of its share,
+    a part with a share above 0 gets at least one, and training keeps at least one."""
+    n_val = max(1, round(n * val)) if val > 0 else 0
+    n_test = max(1, round(n * test)) if test > 0 else 0
+    while n - n_val - n_test < 1:  # a tiny class: training keeps one image, taken from the larger part
+        if n_val > n_test:
+            n_val -= 1
+        else:
+            n_test -= 1
+    return n - n_val - n_test, n_val, n_test
 
-    Pure and cheap, so the page can preview counts live while the sliders move. Duplicates
-    (same bytes) keep only their first copy, so no image is in two splits; problem files are
-    left out; both are listed in "skipped".
+
+def plan_split(report: HealthReport, val: float = 0.2, test: float = 0.2, seed: int = 42,
+               small: str = "refuse", exclude: Iterable[str] = ()) -> dict:
+    """Which file goes to which split, without writing anything.
+
+    Returns {"assign": {split: {class: [rel paths]}}, "classes": classes of the split (index order),
+    "skipped": files left out with the reason, "left_out": classes left out with the reason,
+    "train_only": classes kept in training only, "too_small": [(class, usable)] refused under
+    small="refuse", "needed": images a class needs for every part}.
+    Pure and cheap, so the page can preview counts live while the sliders move. The report's
+    images are the usable ones (problem files and extra copies of duplicates are not), and
+    those are listed in "skipped".
     """
     _check_ratios(val, test)
+    if small not in SMALL_CLASSES:
+        raise UserError("data.bad_small_classes", value=small, choices=", ".join(SMALL_CLASSES))
+    exclude = set(exclude)
+    unknown = sorted(exclude - set(report.class_names))
+    if unknown:
+        raise UserError("data.exclude_unknown", names=", ".join(unknown))
     skipped = [{"path": p.path, "reason": p.kind} for p in report.problems]
-    extra_copies = {path for group in report.duplicates for path in group[1:]}
-    skipped += [{"path": path, "reason": "duplicate"} for path in sorted(extra_copies)]
+    skipped += [{"path": path, "reason": "duplicate"} for group in report.duplicates for path in group[1:]]
+    skipped.sort(key=lambda item: item["path"])
     needed = 1 + (val > 0) + (test > 0)
     assign: dict[str, dict[str, list[str]]] = {s: {} for s in SPLITS}
-    too_small = []
+    classes, left_out, train_only, too_small = [], [], [], []
     for info in report.classes:
-        files = [f for f in report.images[info.name] if f not in extra_copies]
-        if len(files) < needed:
-            too_small.append((info.name, len(files)))
+        files = list(report.images[info.name])
+        if info.name in exclude:
+            left_out.append({"class": info.name, "reason": "excluded", "images": len(files)})
             continue
+        if not files:
+            reason = "empty" if info.files == 0 else "no_usable"
+            left_out.append({"class": info.name, "reason": reason, "images": 0})
+            continue
+        if len(files) < needed:
+            if small == "leave_out":
+                left_out.append({"class": info.name, "reason": "too_small", "images": len(files)})
+                continue
+            if small == "refuse":
+                too_small.append((info.name, len(files)))
+                continue
+            train_only.append(info.name)
+            sizes = (len(files), 0, 0)
+        else:
+            sizes = _sizes(len(files), val, test)
+        classes.append(info.name)
         random.Random(_class_seed(seed, info.name)).shuffle(files)
-        n_val = max(1, round(len(files) * val)) if val > 0 else 0
-        n_test = max(1, round(len(files) * test)) if test > 0 else 0
-        n_train = len(files) - n_val - n_test
-        if n_train < 1:  # tiny class: keep one image for training
-            n_val, n_test = (n_val - 1, n_test) if n_val > n_test else (n_val, n_test - 1)
-            n_train = 1
+        _, n_val, n_test = sizes
         assign["test"][info.name] = sorted(files[:n_test])
         assign["val"][info.name] = sorted(files[n_test:n_test + n_val])
         assign["train"][info.name] = sorted(files[n_test + n_val:])
-    return {"assign": assign, "skipped": skipped, "too_small": too_small, "needed": needed}
+    return {"assign": assign, "classes": classes, "skipped": skipped, "left_out": left_out,
+            "train_only": train_only, "too_small": too_small, "needed": needed}
+
+
+def left_out_note(item: dict, report: HealthReport) -> tuple[str, dict]:
+    """Why a class is not in the split (translation key and params), from a "left_out" entry."""
+    if item["reason"] in ("empty", "no_usable"):
+        info = next(c for c in report.classes if c.name == item["class"])
+        return info.note() or ("data.class_note.empty", {})
+    return f"data.left_out.{item['reason']}", {"n": item["images"]}
 
 
 def counts(plan: dict, classes: list[str]) -> dict[str, dict[str, int]]:
@@ -95,14 +154,23 @@ def _place(src: Path, dst: Path, mode: str) -> str:
     return "copy"
 
 
-def _guard_output(src: Path, out: Path, force: bool) -> None:
+def _guard_output(src: Path, out: Path, force: bool, runs_dir: str | Path | None) -> None:
     if out == src or out.is_relative_to(src) or src.is_relative_to(out):
         raise UserError("data.split_inside_source", out=str(out), src=str(src))
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not (out / INFO_FILE).is_file():
             raise UserError("data.split_target_not_split", out=str(out))
+        used = runs_using(out, runs_dir)
+        if used:
+            raise UserError("data.split_in_use", out=str(out), n=len(used), runs=_names(used),
+                            new=str(next_version(out)))
         if not force:
             raise UserError("data.split_exists", out=str(out))
+
+
+def _names(paths: list[Path], most: int = 5) -> str:
+    names = ", ".join(p.name for p in paths[:most])
+    return names + (f" (+{len(paths) - most})" if len(paths) > most else "")
 
 
 def split_dataset(
@@ -114,10 +182,15 @@ def split_dataset(
     mode: str = "link",
     force: bool = False,
     report: HealthReport | None = None,
+    small: str = "refuse",
+    exclude: Iterable[str] = (),
+    runs_dir: str | Path | None = None,
 ) -> dict:
     """Write the split and return its info (what `split.json` holds).
 
-    `report` may be passed when the caller has just scanned `src` (the page has).
+    `report` may be passed when the caller has just scanned `src` (the page has). `force`
+    replaces a split no run uses; one that runs use (a marker in it, or a run of `runs_dir`
+    naming it) is never replaced: the error names the runs and the next version folder.
     """
     if mode not in ("link", "copy"):
         raise UserError("data.bad_mode", mode=mode)
@@ -125,13 +198,16 @@ def split_dataset(
     report = report or scan(src)
     root = report.root
     out = Path(out).expanduser().resolve()
-    _guard_output(root, out, force)
-    plan = plan_split(report, val, test, seed)
+    _guard_output(root, out, force, runs_dir)
+    plan = plan_split(report, val, test, seed, small, exclude)
     if plan["too_small"]:
         name, have = plan["too_small"][0]
         raise UserError("data.class_too_small", name=name, count=have, needed=plan["needed"],
                         others=len(plan["too_small"]) - 1)
+    if not plan["classes"]:
+        raise UserError("data.no_usable_classes", path=str(root))
 
+    display = dict(zip(report.class_names, report.display_names))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -142,23 +218,93 @@ def split_dataset(
                     modes.add(_place(root / rel, tmp / split / rel, mode))
         _write_annotations(root, tmp, plan)
         info = {
+            "id": _identity({split: [rel for files in plan["assign"][split].values() for rel in files]
+                             for split in SPLITS}),
             "source": str(root),
             "seed": seed,
             "ratios": {"train": round(1 - val - test, 6), "val": val, "test": test},
             "mode": "copy" if "copy" in modes else "link",
-            "classes": report.class_names,
-            "display_names": report.display_names,
-            "counts": counts(plan, report.class_names),
+            "classes": plan["classes"],
+            "display_names": [display[c] for c in plan["classes"]],
+            "counts": counts(plan, plan["classes"]),
             "skipped": plan["skipped"],
+            "left_out": plan["left_out"],
+            "train_only": plan["train_only"],
         }
         (tmp / INFO_FILE).write_text(json.dumps(info, ensure_ascii=False, indent=2), encoding="utf-8")
         if out.exists():
-            shutil.rmtree(out)  # only ever a previous split (checked by _guard_output)
+            shutil.rmtree(out)  # only ever a previous split no run uses (checked by _guard_output)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return info
+
+
+# --- identity and use ------------------------------------------------------------------------
+def _identity(files: dict[str, list[str]]) -> str:
+    """A hash of which file (path under its part) is in which part: the split's identity."""
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        for rel in sorted(files.get(split, [])):
+            digest.update(f"{split}/{rel}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def split_identity(split_dir: str | Path) -> str:
+    """The identity of the files a split folder holds now (equal to `split.json`'s `id` while
+    nothing in it changed); any folder with train/val/test parts has one."""
+    split_dir = Path(split_dir)
+    files = {}
+    for split in SPLITS:
+        folder = split_dir / split
+        if folder.is_dir():
+            files[split] = [p.relative_to(folder).as_posix() for cls in class_folders(folder) for p in class_images(cls)]
+    return _identity(files)
+
+
+def record_use(split_dir: str | Path, run_dir: str | Path) -> None:
+    """Mark `split_dir` as used by the run, so a re-split never replaces it (even when the run
+    lives outside the workspace). A read-only split is used without a marker."""
+    folder = Path(split_dir) / USES_DIR
+    try:
+        folder.mkdir(exist_ok=True)
+        write_json(folder / f"{Path(run_dir).name}.json", {"run": str(Path(run_dir).resolve())})
+    except OSError:
+        pass
+
+
+def runs_using(split_dir: str | Path, runs_dir: str | Path | None = None) -> list[Path]:
+    """Run folders trained (or queued) on this split folder: those its markers name, and those of
+    `runs_dir` whose config names it (runs made before markers). A deleted run does not count."""
+    split_dir = Path(split_dir).expanduser().resolve()
+    candidates = []
+    if (split_dir / USES_DIR).is_dir():
+        for marker in sorted((split_dir / USES_DIR).glob("*.json")):
+            run = read_json(marker).get("run")
+            if run:
+                candidates.append(Path(run))
+    if runs_dir is not None and Path(runs_dir).is_dir():
+        candidates += sorted(p for p in Path(runs_dir).iterdir() if (p / "config.json").is_file())
+    found = {}
+    for run in candidates:
+        data = read_json(run / "config.json").get("data")
+        if data and Path(data).expanduser().resolve() == split_dir:
+            found[str(run.resolve())] = run.resolve()
+    return sorted(found.values(), key=lambda p: p.name)
+
+
+def next_version(out: str | Path) -> Path:
+    """The first free version folder of a split: `demo` -> `demo-2`, `demo-2` -> `demo-3`."""
+    out = Path(out)
+    name = out.name
+    match = re.fullmatch(r"(.+)-(\d+)", name)
+    if match and (out.parent / match.group(1) / INFO_FILE).is_file():
+        name = match.group(1)
+    k = 2
+    while (out.parent / f"{name}-{k}").exists():
+        k += 1
+    return out.parent / f"{name}-{k}"
 
 
 def _write_annotations(root: Path, out: Path, plan: dict) -> None:

@@ -169,15 +169,21 @@ CHECKPOINTS = ("best.pt", "last.pt")
 
 
 def create_run(cfg: "TrainConfig", runs_dir: Path, status: str = "queued") -> Path:
-    """A new run folder holding the config, before any training happens (a queued run)."""
-    from core.data.split import read_split_info
+    """A new run folder holding the config, before any training happens (a queued run).
+
+    The run is pinned to its split: the split's identity goes into the config and the summary
+    (the summary keeps it when the trainer rewrites the config), and a marker in the split
+    folder keeps a re-split from replacing it (core.data.split)."""
+    from core.data.split import read_split_info, record_use, split_identity
     from core.models import describe_ref
 
     cfg = cfg.validated()
     read_split_info(cfg.data)  # a wrong folder is refused before a run folder exists
+    split_id = split_identity(cfg.data)
     run_dir = new_run_dir(runs_dir, cfg.name or describe_ref(cfg.model))
-    write_json(run_dir / "config.json", cfg.to_dict())
-    update_summary(run_dir, status=status, created=time.time(), **owner())
+    write_json(run_dir / "config.json", cfg.to_dict() | {"split_id": split_id})
+    update_summary(run_dir, status=status, created=time.time(), split_id=split_id, **owner())
+    record_use(cfg.data, run_dir)
     return run_dir
 
 

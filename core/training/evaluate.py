@@ -1,7 +1,14 @@
-"""Evaluating a run on any split: accuracy, per-class scores, confusion matrix, top-k, per image."""
+"""Evaluating a run on any split: accuracy, per-class scores, confusion matrix, top-k, per image.
+
+A run's own results (`eval_<split>.json`, `predictions.csv`, read by Compare) only ever come
+from the split it trained on, unchanged: the folder in its config, holding the files whose
+identity the run recorded. Any other data (another folder, or that folder re-split or edited)
+is a separate evaluation under `evaluations/`, labelled with the data it was made on.
+"""
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +18,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from core import runs
 from core.atomic import replacing, write_json
 from core.data.cache import load_images
+from core.data.split import split_identity
 from core.errors import UserError
 from core.inference import load_model
 from core.training.batches import Batches
@@ -32,7 +40,7 @@ def metrics(probs: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> di
                       for c, p, r, f, s in zip(classes, precision, recall, f1, support)],
         "confusion": confusion_matrix(y, pred, labels=list(range(n))).tolist(),
         "classes": classes,
-        "n": int(len(y)),
+        "n": len(y),
     }
 
 
@@ -41,11 +49,14 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: str
                  batch_size: int = 128) -> dict[str, Any]:
     """Evaluate the run's best weights on `data/split` (default: the run's own split folder).
 
-    Writes `eval_<split>.json`, and `predictions.csv` for the run's own test split.
+    On the run's own, unchanged split this writes `eval_<split>.json` (and `predictions.csv` for
+    test). On other data it writes `evaluations/<name>.json` and `.csv` instead, and the result
+    says so: `own_data` False, `other_reason` ("other_folder" or "split_changed"), `stored`.
     """
     run_dir = Path(run_dir)
     model, info = load_model(run_dir)
-    data = Path(data or runs.read_config(run_dir)["data"])
+    config = runs.read_config(run_dir)
+    data = Path(data or config["data"]).expanduser()
     images = load_images(data, split, info.img_size, cache_dir)
     if images.classes != info.classes:
         raise UserError("training.eval_classes_differ", run=run_dir.name, data=str(data),
@@ -54,11 +65,45 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: str
     model.to(device)
     probs = predict_batches(model, Batches(images, batch_size, device, info.mean, info.std))
     result = metrics(probs, images.labels, info.classes)
-    write_json(run_dir / f"eval_{split}.json", result | {"data": str(data), "split": split})
-    if split == "test" and data.resolve() == Path(runs.read_config(run_dir)["data"]).resolve():
-        write_predictions(run_dir / "predictions.csv", images, probs, data / split)
-    result["predictions"] = probs
+    split_id = split_identity(data)
+    reason = other_data_reason(run_dir, data, split_id, split, len(images))
+    record = result | {"data": str(data.resolve()), "split": split, "split_id": split_id}
+    if reason is None:
+        write_json(run_dir / f"eval_{split}.json", record)
+        if split == "test":
+            write_predictions(run_dir / "predictions.csv", images, probs, data / split)
+        stored = run_dir / f"eval_{split}.json"
+    else:
+        stored = run_dir / "evaluations" / f"{_slug(data.resolve().name)}-{split}-{split_id[:8]}.json"
+        stored.parent.mkdir(exist_ok=True)
+        write_json(stored, record | {"other_data": reason})
+        write_predictions(stored.with_suffix(".csv"), images, probs, data / split)
+    result |= {"data": record["data"], "split": split, "split_id": split_id, "own_data": reason is None,
+               "other_reason": reason, "stored": str(stored), "predictions": probs}
     return result
+
+
+def recorded_split_id(run_dir: str | Path) -> str | None:
+    """The identity of the split the run trained on (`create_run` writes it to the config and
+    the summary), or None for a run made before runs recorded it."""
+    return runs.read_config(run_dir).get("split_id") or runs.read_summary(run_dir).get("split_id")
+
+
+def other_data_reason(run_dir: Path, data: Path, split_id: str, split: str, n: int) -> str | None:
+    """None when `data` is the run's own split as it trained on it; else why not."""
+    config = runs.read_config(run_dir)
+    if data.resolve() != Path(config["data"]).expanduser().resolve():
+        return "other_folder"
+    recorded = recorded_split_id(run_dir)
+    if recorded is not None:
+        return None if recorded == split_id else "split_changed"
+    # A run from before split ids: the image count it noted is all there is to compare.
+    noted = config.get(f"n_{split}")
+    return "split_changed" if isinstance(noted, int) and noted and noted != n else None
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^\w\-]+", "_", name, flags=re.UNICODE).strip("_")[:40] or "data"
 
 
 def write_predictions(path: Path, images, probs: torch.Tensor, base: Path) -> None:

@@ -68,9 +68,64 @@ def test_a_bad_folder_gets_messages_not_tracebacks(workspace, tmp_path):
     assert not at.exception, [e.value for e in at.exception]
     tables = [df.value for df in at.dataframe]
     assert any("cat/bomb.png" in t.to_string() for t in tables)  # the problem list
-    assert any("empty" in w.value for w in at.warning)  # too small for a split
+    assert any("empty" in w.value for w in at.warning)  # no usable image
+    # Bug 11: the empty class is left out with a note (not a refusal); the 1-image class is the user's choice.
+    assert any("empty" in i.value and i18n.t("data.class_note.empty", "zh") in i.value for i in at.info)
+    (choice,) = [r for r in at.radio if r.key == "data_small_classes"]
+    assert "one" in choice.label and choice.value == "leave_out"
+    assert choice.options == [i18n.t("data.page.small." + s, "zh") for s in ("leave_out", "train_only")]
     at.button(key="split_button").click().run()
-    assert not at.exception and any("empty" in e.value for e in at.error)
+    assert not at.exception and not at.error
+    out = workspace.splits / "bad"
+    info = read_split_info(out)
+    assert {i["class"]: i["reason"] for i in info["left_out"]} == {"empty": "empty", "one": "too_small"}
+    at.radio(key="data_small_classes").set_value("train_only").run()
+    assert read_split_info(out)["train_only"] == []  # nothing written before Split
+    at.button(key="split_button").click().run()
+    button(at, "data.page.replace_yes", "zh").click().run()
+    assert not at.exception
+    info = read_split_info(out)
+    assert info["train_only"] == ["one"] and info["counts"]["one"] == {"train": 1, "val": 0, "test": 0}
+
+
+def test_a_split_that_runs_use_is_kept_and_the_new_one_is_a_version(workspace, tmp_path):
+    """Bug 5: replacing a split that runs trained on changed their test data under them."""
+    from core.runs import create_run
+    from tests.unit.test_training_core import config
+
+    at = open_data_page()
+    at.text_input(key="data_folder_input").set_value(str(make_numbered_folder(tmp_path / "flowers"))).run()
+    at.button(key="split_button").click().run()
+    out = workspace.splits / "flowers"
+    first = read_split_info(out)
+    run = create_run(config(out), workspace.runs)
+    at.run()
+    note = next(i.value for i in at.info if run.name in i.value)
+    assert str(workspace.splits / "flowers-2") in note
+    at.slider[0].set_value(30).run()
+    at.button(key="split_button").click().run()  # no "Replace it?": the split in use is never replaced
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert read_split_info(out) == first
+    assert read_split_info(workspace.splits / "flowers-2")["ratios"]["val"] == 0.3
+    assert any(str(workspace.splits / "flowers-2") in s.value for s in at.success)
+    assert workspace.state()["current_split"] == str(workspace.splits / "flowers-2")
+
+
+def test_the_image_cache_shows_its_size_and_clears(workspace, tmp_path):
+    from core.data.cache import cache_size, load_images
+    from core.data.split import split_dataset
+
+    split_dataset(make_numbered_folder(tmp_path / "flowers"), tmp_path / "split")
+    load_images(tmp_path / "split", "train", 64, cache_dir=workspace.cache)
+    assert cache_size(workspace.cache) > 0
+    at = open_data_page()
+    at.text_input(key="data_folder_input").set_value(str(tmp_path / "flowers")).run()
+    size_mb = round(cache_size(workspace.cache) / 2**20, 1)
+    assert any(f"{size_mb} MB" in c.value for c in at.caption)
+    at.button(key="clear_cache").click().run()
+    assert not at.exception and cache_size(workspace.cache) == 0
+    assert not list(workspace.cache.glob("images-*"))
+    assert any(i18n.t("data.page.cache_cleared", "en", size_mb=size_mb) == s.value for s in at.success)
 
 
 def test_real_photo_folder_checked_split_and_previewed(workspace, clothing: Path):

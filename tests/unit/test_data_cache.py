@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-import core.data.cache as cache
+from core.data import cache
 from core.data.cache import decode_resized, load_images
 from core.data.images import open_image
 from core.data.split import split_dataset
@@ -101,3 +101,47 @@ def test_dataset_statistics_are_kept_beside_the_cache(split, tmp_path):
     again.batch = None  # no pixels are read the second time
     assert dataset_mean_std(again) == (mean, std)
     assert all(0 < m < 1 for m in mean) and all(0 < s < 0.5 for s in std)
+
+
+def test_the_cache_folder_keeps_to_its_cap_least_recently_used_first(split, tmp_path, monkeypatch):
+    """The cache never shrank: every image size and every edit left another file for ever."""
+    folder = tmp_path / "cache"
+    sets = {size: load_images(split, "train", size, cache_dir=folder).cache_file for size in (8, 12, 16)}
+    each = {size: f.stat().st_size for size, f in sets.items()}
+    assert cache.cache_size(folder) == sum(each.values())
+    n = len(load_images(split, "train", 8, cache_dir=folder))
+    for age, size in enumerate((12, 8, 16)):  # 12 used longest ago, 16 most recently
+        os.utime(sets[size], (1_000_000 + age, 1_000_000 + age))
+    load_images(split, "train", 12, cache_dir=folder)  # a use from the cache: now the most recent
+    assert sets[12].stat().st_mtime > sets[16].stat().st_mtime
+    header = each[8] - n * 3 * 8 * 8  # .npy header bytes
+    monkeypatch.setenv("CNN_STUDIO_CACHE_CAP", str(each[12] + header + n * 3 * 20 * 20))  # room for 12 and 20
+    load_images(split, "train", 20, cache_dir=folder)  # a new set pushes the folder over the cap
+    left = {p.name for p in folder.glob("images-*.npy")}
+    assert sets[8].name not in left and sets[16].name not in left  # the two least recently used went
+    assert sets[12].name in left and len(left) == 2
+    assert cache.cache_size(folder) <= cache.cache_cap()
+
+
+def test_a_set_larger_than_the_cap_is_still_kept_alone(split, tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    old = load_images(split, "val", 8, cache_dir=folder).cache_file
+    monkeypatch.setenv("CNN_STUDIO_CACHE_CAP", "10")
+    new = load_images(split, "val", 16, cache_dir=folder).cache_file
+    assert new.is_file() and not old.exists()
+
+
+def test_clear_cache_removes_the_cached_sets_and_their_statistics(split, tmp_path):
+    from core.data.augment import dataset_mean_std
+
+    folder = tmp_path / "cache"
+    images = load_images(split, "train", 16, cache_dir=folder)
+    dataset_mean_std(images)
+    (folder / "notes.txt").write_text("not ours")
+    size = cache.cache_size(folder)
+    assert size > images.cache_file.stat().st_size  # the statistics file counts too
+    assert cache.clear_cache(folder) == size
+    assert cache.cache_size(folder) == 0 and sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    assert cache.clear_cache(tmp_path / "nowhere") == 0
+    assert torch.equal(load_images(split, "train", 16, cache_dir=folder).batch(torch.arange(3)),
+                       images.batch(torch.arange(3)))

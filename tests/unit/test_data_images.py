@@ -32,10 +32,68 @@ def test_sixteen_bit_is_scaled_and_transparency_goes_white():
     assert open_image(encoded(clear, "PNG")).getpixel((0, 0)) == (255, 255, 255)
 
 
-def test_exif_rotation_is_applied():
+def marked(width: int = 40, height: int = 20) -> Image.Image:
+    """Blue, with a red block in the stored top-left corner: where it lands gives the rotation."""
+    img = Image.new("RGB", (width, height), (0, 0, 255))
+    img.paste((255, 0, 0), (0, 0, width // 4, height // 2))
+    return img
+
+
+def is_red(pixel) -> bool:
+    return pixel[0] > 200 and pixel[2] < 60
+
+
+# EXIF orientation -> where the stored top-left corner is seen (as x, y fractions of the shown image).
+CORNER_SEEN_AT = {3: (0.9, 0.9), 6: (0.9, 0.1), 8: (0.1, 0.9)}
+
+
+@pytest.mark.parametrize("orientation", sorted(CORNER_SEEN_AT))
+def test_exif_rotation_turns_the_right_way(orientation):
+    """Orientation 6 means "turn 90 degrees clockwise to view": the top-left corner ends top-right
+    (a turn the other way would put it bottom-left, with the same size)."""
     exif = Image.Exif()
-    exif[0x0112] = 6
-    assert open_image(encoded(noise_image(2, size=(40, 20)), "JPEG", exif=exif)).size == (20, 40)
+    exif[0x0112] = orientation
+    img = open_image(encoded(marked(), "JPEG", quality=95, exif=exif))
+    assert img.size == ((40, 20) if orientation == 3 else (20, 40))
+    fx, fy = CORNER_SEEN_AT[orientation]
+    w, h = img.size
+    corners = {(x, y): is_red(img.getpixel((int(x * w), int(y * h)))) for x in (0.1, 0.9) for y in (0.1, 0.9)}
+    assert corners == {corner: corner == (fx, fy) for corner in corners}
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_cmyk_colours_come_out_right(fmt):
+    """Cyan, magenta, yellow, black and white inks, side by side, as the RGB colours they print as."""
+    inks = [(255, 0, 0, 0), (0, 255, 0, 0), (0, 0, 255, 0), (0, 0, 0, 255), (0, 0, 0, 0)]
+    expected = [(0, 255, 255), (255, 0, 255), (255, 255, 0), (0, 0, 0), (255, 255, 255)]
+    cmyk = Image.new("CMYK", (50, 10))
+    for i, ink in enumerate(inks):
+        cmyk.paste(ink, (10 * i, 0, 10 * i + 10, 10))
+    img = open_image(encoded(cmyk, fmt, quality=95))
+    for i, rgb in enumerate(expected):
+        got = img.getpixel((10 * i + 5, 5))
+        assert max(abs(a - b) for a, b in zip(got, rgb)) <= 8, (i, got, rgb)
+
+
+def test_the_pixel_limit_is_pillows_own_setting(monkeypatch):
+    """One knob: Pillow's Image.MAX_IMAGE_PIXELS, not a process-wide warnings filter."""
+    import warnings
+
+    import core.data.images  # noqa: F401 - importing it must not touch the warning filters
+
+    assert not [f for f in warnings.filters if f[2] is Image.DecompressionBombWarning]
+    assert Image.MAX_IMAGE_PIXELS >= 120_000_000  # a 108 MP phone photo opens
+    photo = encoded(noise_image(5), "PNG")  # 24 x 20 = 480 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400)  # Pillow warns (up to 800) and open_image refuses
+    with pytest.warns(Image.DecompressionBombWarning), pytest.raises(UserError) as err:
+        open_image(photo)
+    assert err.value.key == "image.bomb" and err.value.params["limit"] == 400
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # above twice the limit Pillow itself raises
+    with pytest.raises(UserError) as err:
+        open_image(photo)
+    assert err.value.key == "image.bomb"
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 480)
+    assert open_image(photo).size == (24, 20)
 
 
 @pytest.mark.parametrize("data,key", [

@@ -72,7 +72,7 @@ def make_bad_folder(root: Path) -> Path:
     (cat / "truncated.jpg").write_bytes(full[: len(full) // 2])
     (cat / "bomb.png").write_bytes(bomb_png())
     save(noise_image(300, mode="CMYK"), cat / "cmyk.jpg")
-    save(Image.fromarray((np.arange(20 * 24, dtype=np.uint16).reshape(20, 24) * 100)), cat / "sixteen.png")
+    save(Image.fromarray(np.arange(20 * 24, dtype=np.uint16).reshape(20, 24) * 100), cat / "sixteen.png")
     save(noise_image(301).convert("P"), cat / "palette.png")
     save(noise_image(302, mode="RGBA"), cat / "rgba.png")
     save(noise_image(303, mode="L"), cat / "gray.jpg")
@@ -129,8 +129,10 @@ def test_classes_counts_sizes_and_chinese_names(bad):
     by_name = {c.name: c for c in report.classes}
     assert by_name["cat"].images == 6 + 6  # ok_* plus the six readable oddities
     assert by_name["cat"].problems == 5
-    assert by_name[CHINESE].images == 7
+    assert by_name[CHINESE].images == 6  # 7 readable, one an exact copy of cat/ok_1.jpg (kept there)
+    assert by_name[CHINESE].copies == 1 and by_name[CHINESE].copies_of == ["cat"]
     assert by_name["empty"].images == 0 and by_name["one"].images == 1
+    assert f"{CHINESE}/dup_of_cat.jpg" not in report.images[CHINESE] and "cat/ok_1.jpg" in report.images["cat"]
     assert f"{CHINESE}/好_0.png" in report.images[CHINESE]
     assert report.sizes["width"]["min"] == 20 and report.sizes["height"]["max"] == 40  # EXIF upright
     assert set(report.formats) == {"JPEG", "PNG"}
@@ -183,3 +185,27 @@ def test_bad_cat_to_name_is_a_user_error(tmp_path):
     (tmp_path / "cat_to_name.json").write_text("{not json")
     with pytest.raises(UserError, match="cat_to_name"):
         scan(tmp_path)
+
+
+def copies_of_another_class(root: Path, n: int = 12) -> Path:
+    """Class a with n images and class b whose n files are all byte copies of a's."""
+    for i in range(n):
+        save(noise_image(500 + i), root / "a" / f"{i}.png")
+        (root / "b").mkdir(parents=True, exist_ok=True)
+        (root / "b" / f"copy_{i}.png").write_bytes((root / "a" / f"{i}.png").read_bytes())
+    for i in range(n):
+        save(noise_image(600 + i), root / "c" / f"{i}.png")
+    return root
+
+
+def test_usable_count_leaves_out_copies_and_says_why(tmp_path):
+    """Bug 11: b's 12 files all duplicate a's; the report said 12 usable where a split uses 0."""
+    report = scan(copies_of_another_class(tmp_path / "d"))
+    b = next(c for c in report.classes if c.name == "b")
+    assert b.images == 0 and b.copies == 12 and b.files == 12 and report.images["b"] == []
+    assert report.total_images == 24
+    key, params = b.note()
+    assert key == "data.class_note.all_copies" and params == {"n": 12, "others": "a"}
+    from core.i18n import t
+    assert t(key, "en", **params).startswith("12 images, all exact copies of images in class a")
+    assert next(c for c in report.classes if c.name == "a").note() is None

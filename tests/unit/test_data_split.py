@@ -12,9 +12,24 @@ import pytest
 from core.data.cache import load_images
 from core.data.demo import make_demo
 from core.data.scan import scan
-from core.data.split import SPLITS, plan_split, read_split_info, split_dataset
+from core.data.split import (
+    SPLITS,
+    next_version,
+    plan_split,
+    read_split_info,
+    record_use,
+    runs_using,
+    split_dataset,
+    split_identity,
+)
 from core.errors import UserError
-from tests.unit.test_data_scan import CHINESE, make_bad_folder, noise_image, save, tree_hash
+from tests.unit.test_data_scan import (
+    CHINESE,
+    make_bad_folder,
+    noise_image,
+    save,
+    tree_hash,
+)
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +122,96 @@ def test_too_small_class_says_which_and_what_is_needed(tmp_path):
     with pytest.raises(UserError) as err:
         split_dataset(bad, tmp_path / "s")
     message = str(err.value)
-    assert err.value.key == "data.class_too_small" and "empty" in message and "0" in message and "3" in message
+    assert err.value.key == "data.class_too_small" and "Class one has only 1" in message and "3" in message
     assert not (tmp_path / "s").exists()
+
+
+def test_an_empty_class_folder_is_left_out_not_a_refusal(tmp_path):
+    """Bug 11: one empty class folder refused the whole split."""
+    src = make_bad_folder(tmp_path / "bad")
+    shutil.rmtree(src / "one")
+    info = split_dataset(src, tmp_path / "s", val=0.25, test=0.25)
+    assert info["classes"] == ["cat", CHINESE] and info["display_names"] == ["cat", CHINESE]
+    assert info["left_out"] == [{"class": "empty", "reason": "empty", "images": 0}]
+    assert not (tmp_path / "s" / "train" / "empty").exists()
+    assert load_images(tmp_path / "s", "train", 16).classes == ["cat", CHINESE]
+
+
+@pytest.mark.parametrize("small", ["leave_out", "train_only"])
+def test_a_class_of_one_or_two_images_is_left_out_or_trained_on_only(tmp_path, small):
+    src = make_bad_folder(tmp_path / "bad")
+    save(noise_image(900), src / "two" / "b.png")
+    save(noise_image(901), src / "two" / "a.png")
+    info = split_dataset(src, tmp_path / "s", val=0.25, test=0.25, small=small)
+    if small == "leave_out":
+        assert {i["class"]: i["reason"] for i in info["left_out"]} == {"empty": "empty", "one": "too_small",
+                                                                       "two": "too_small"}
+        assert info["classes"] == ["cat", CHINESE] and info["train_only"] == []
+    else:
+        assert info["classes"] == ["cat", "one", "two", CHINESE] and info["train_only"] == ["one", "two"]
+        assert info["counts"]["two"] == {"train": 2, "val": 0, "test": 0}
+        assert sorted(p.name for p in (tmp_path / "s" / "train" / "two").iterdir()) == ["a.png", "b.png"]
+        assert load_images(tmp_path / "s", "val", 16).classes == info["classes"]  # indices agree across parts
+
+
+@pytest.mark.parametrize("n,val,test", [(3, 0.05, 0.9), (3, 0.9, 0.05), (4, 0.45, 0.5), (5, 0.1, 0.85), (2, 0.5, 0)])
+def test_every_class_keeps_a_training_image(tmp_path, n, val, test):
+    """Bug 8: a 3-image class with val 0.05 / test 0.9 came out train 0 / val 1 / test 2."""
+    for i in range(n):
+        save(noise_image(700 + i), tmp_path / "src" / "tiny" / f"{i}.png")
+    for i in range(20):
+        save(noise_image(800 + i), tmp_path / "src" / "big" / f"{i}.png")
+    info = split_dataset(tmp_path / "src", tmp_path / "s", val=val, test=test)
+    tiny = info["counts"]["tiny"]
+    assert tiny["train"] >= 1 and sum(tiny.values()) == n
+    assert (tiny["val"] >= 1) == (val > 0) and (tiny["test"] >= 1) == (test > 0)
+    assert len(list((tmp_path / "s" / "train" / "tiny").iterdir())) == tiny["train"]
+
+
+def test_excluded_classes_stay_out_and_unknown_ones_are_named(demo, tmp_path):
+    info = split_dataset(demo, tmp_path / "s", exclude=["square"])
+    assert info["classes"] == ["circle", "triangle"] and not (tmp_path / "s" / "train" / "square").exists()
+    with pytest.raises(UserError, match="nothing"):
+        split_dataset(demo, tmp_path / "t", exclude=["nothing"])
+
+
+def test_split_json_carries_the_identity_of_its_file_lists(demo, tmp_path):
+    a = split_dataset(demo, tmp_path / "a", seed=7)
+    assert a["id"] == split_identity(tmp_path / "a") == split_dataset(demo, tmp_path / "b", seed=7)["id"]
+    assert split_dataset(demo, tmp_path / "c", seed=8)["id"] != a["id"]
+    moved = next((tmp_path / "a" / "test" / "circle").iterdir())
+    moved.rename(tmp_path / "a" / "train" / "circle" / moved.name)  # same files, another part
+    assert split_identity(tmp_path / "a") != a["id"]
+
+
+def test_a_split_a_run_used_is_never_replaced(demo, tmp_path):
+    """Bug 5: --force replaced the split runs were trained on; now it is refused, naming the runs
+    and the next version folder, and the split is left exactly as it was."""
+    split_dataset(demo, tmp_path / "s", seed=1)
+    before = (files_of(tmp_path / "s"), (tmp_path / "s" / "split.json").read_bytes())
+    run = tmp_path / "elsewhere" / "20260101-000000-mine"  # a run outside any workspace
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"data": str(tmp_path / "s")}), encoding="utf-8")
+    record_use(tmp_path / "s", run)
+    assert runs_using(tmp_path / "s") == [run]
+    with pytest.raises(UserError) as err:
+        split_dataset(demo, tmp_path / "s", seed=2, force=True)
+    assert err.value.key == "data.split_in_use" and run.name in str(err.value)
+    assert err.value.params["new"] == str(tmp_path / "s-2")
+    assert (files_of(tmp_path / "s"), (tmp_path / "s" / "split.json").read_bytes()) == before
+    (tmp_path / "s" / ".runs" / f"{run.name}.json").unlink()
+    # A run found through the runs folder (made before markers) counts too.
+    assert runs_using(tmp_path / "s", tmp_path / "elsewhere") == [run]
+    with pytest.raises(UserError, match="s-2"):
+        split_dataset(demo, tmp_path / "s", seed=2, force=True, runs_dir=tmp_path / "elsewhere")
+    assert read_split_info(tmp_path / "s")["seed"] == 1
+    split_dataset(demo, next_version(tmp_path / "s"), seed=2)
+    assert next_version(tmp_path / "s") == next_version(tmp_path / "s-2") == tmp_path / "s-3"
+    # A deleted run, or one that moved to other data, no longer holds the split.
+    (run / "config.json").write_text(json.dumps({"data": str(tmp_path / "s-2")}), encoding="utf-8")
+    assert runs_using(tmp_path / "s", tmp_path / "elsewhere") == []
+    split_dataset(demo, tmp_path / "s", seed=2, force=True, runs_dir=tmp_path / "elsewhere")
+    assert read_split_info(tmp_path / "s")["seed"] == 2
 
 
 def test_problem_files_and_duplicates_are_left_out_and_listed(tmp_path):
@@ -124,6 +227,7 @@ def test_problem_files_and_duplicates_are_left_out_and_listed(tmp_path):
     written = {p.name for p in (tmp_path / "s").rglob("*") if p.is_file()}
     assert not written & {"zero.jpg", "fake.jpg", "notes.txt", "truncated.jpg", "bomb.png", "dup_of_cat.jpg", ".DS_Store"}
     assert info["counts"][CHINESE] == {"train": 2, "val": 2, "test": 2}  # 7 images, one a duplicate
+    assert sum(info["counts"][CHINESE].values()) == next(c for c in scan(src).classes if c.name == CHINESE).images
     assert (tmp_path / "s" / "train" / CHINESE).is_dir()
 
 
