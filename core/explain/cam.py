@@ -3,14 +3,21 @@
 pytorch-grad-cam is the engine: it records a layer's output with a forward hook and that
 output's gradient with a tensor hook (`Tensor.register_hook`, never the deprecated
 `register_backward_hook`). Our layer adds what an app needs around it:
-- the model comes back untouched: train/eval mode, `requires_grad` flags and `.grad` are
-  restored, hooks are released by the library's context manager even on errors;
+- the model may be shared (one cached copy for every browser tab), so everything below runs
+  under the model's own lock (`core.models.modes`): hooks, flags and modes of one CAM are never
+  seen by another thread's forward pass;
+- the model comes back untouched: train/eval mode of each module, `requires_grad` flags and
+  `.grad` are restored, hooks are released by the library's context manager even on errors;
 - in-place activations are switched off while the CAM runs (and switched back), so a hooked
   output is never overwritten by the ReLU that follows it;
 - gradients start at the target layer: weights are set not to need gradients (so no
   parameter `.grad` is written and frozen models work too) and the layer's output is made a
   leaf that requires one, so the backward pass stops there instead of running down to the
   input through the costliest full-resolution layers;
+- the rest of the network gets a copy of that leaf: in-place operations written into a
+  forward (a ResNet block's `out += identity`, DenseNet's `F.relu(..., inplace=True)`,
+  MobileNet's residual add) may not touch a leaf that requires grad, and would otherwise
+  change the recorded activations;
 - one forward gives both the CAMs and the class probabilities, for a batch of images.
 """
 from __future__ import annotations
@@ -26,6 +33,7 @@ import torch
 from torch import nn
 
 from core.errors import UserError
+from core.models.modes import evaluating
 
 # Our names -> pytorch_grad_cam class names (imported lazily: the package pulls in matplotlib).
 METHODS: dict[str, str] = {
@@ -45,24 +53,22 @@ SCORECAM_BATCH = 64
 
 @contextmanager
 def untouched(model: nn.Module) -> Iterator[nn.Module]:
-    """Run a CAM on `model` in eval mode and hand it back exactly as it came."""
-    was_training = model.training
-    flags = [(p, p.requires_grad, p.grad) for p in model.parameters()]
-    inplace = [(m, m.inplace) for m in model.modules() if isinstance(getattr(m, "inplace", None), bool)]
-    try:
-        for p, _, _ in flags:
-            p.requires_grad_(False)
-        for m, _ in inplace:
-            m.inplace = False
-        model.eval()
-        yield model
-    finally:
-        for p, requires_grad, grad in flags:
-            p.requires_grad_(requires_grad)
-            p.grad = grad
-        for m, value in inplace:
-            m.inplace = value
-        model.train(was_training)
+    """Hold `model` alone, in eval mode, for a CAM, and hand it back exactly as it came."""
+    with evaluating(model):
+        flags = [(p, p.requires_grad, p.grad) for p in model.parameters()]
+        inplace = [(m, m.inplace) for m in model.modules() if isinstance(getattr(m, "inplace", None), bool)]
+        try:
+            for p, _, _ in flags:
+                p.requires_grad_(False)
+            for m, _ in inplace:
+                m.inplace = False
+            yield model
+        finally:
+            for p, requires_grad, grad in flags:
+                p.requires_grad_(requires_grad)
+                p.grad = grad
+            for m, value in inplace:
+                m.inplace = value
 
 
 def compute_cams(
@@ -91,16 +97,23 @@ def compute_cams(
         x = inputs.detach()
         # Registered before the library's hooks, so its gradient hook sees a tensor that needs one.
         leaf = module.register_forward_hook(lambda _m, _i, out: out.requires_grad_(True) if not out.requires_grad else None)
+        copy = None
         try:
             with cam_class(model=model, target_layers=[module]) as cam:
+                # Registered after them: what flows on is a copy, free to be changed in place.
+                copy = module.register_forward_hook(lambda _m, _i, out: out.clone())
                 if method == "scorecam":
                     cam.batch_size = SCORECAM_BATCH
                 with contextlib.redirect_stderr(io.StringIO()):  # Score-CAM's tqdm progress bar
                     chosen = None if targets is None else [ClassifierOutputTarget(int(c)) for c in targets]
                     maps = cam(input_tensor=x, targets=chosen)
                 logits = cam.outputs.detach()
+        except RuntimeError as err:  # an operation of this layer's network that no CAM can get through
+            raise UserError("explain.layer_failed", layer=layer, reason=str(err).splitlines()[0][:200]) from err
         finally:
             leaf.remove()
+            if copy is not None:
+                copy.remove()
     probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
     return np.clip(np.nan_to_num(maps.astype(np.float32)), 0.0, 1.0), probs
 

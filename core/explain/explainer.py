@@ -17,12 +17,14 @@ from PIL import Image
 from torch import nn
 
 from core.data.augment import normalize, to_float
+from core.data.files import natural_order
 from core.errors import UserError
 from core.explain.cam import compute_cams
 from core.explain.layers import feature_layers, resolve_layer
 from core.explain.render import to_size
 from core.data.labels import class_names, field_of
 from core.inference import preprocess
+from core.models.modes import exclusive
 
 TINY_SIDE = 16
 # A map of 3x3 cells or fewer can only point to a corner or the middle: resnet18_cbam's last stage
@@ -59,6 +61,31 @@ def class_index(info: Any, target: int | str | None) -> int | None:
     if target.isdigit():  # "2" from a command line means class number 2 unless a class is named so
         return class_index(info, int(target))
     raise UserError("explain.unknown_class", name=target, choices=", ".join(class_names(info)))
+
+
+def class_choices(infos: list[Any]) -> dict[str, str]:
+    """Folder name -> display name of every class any of `infos` knows, in reading order.
+
+    Runs side by side may be trained on different class sets: a class is picked by its folder
+    name, and each run finds it among its own (`run_class`), never by another run's index.
+    """
+    shown: dict[str, str] = {}
+    for info in infos:
+        for folder, name in zip(field_of(info, "classes") or [], class_names(info)):
+            shown.setdefault(folder, name)
+    folders = list(shown)
+    return {folders[i]: shown[folders[i]] for i in natural_order(folders)}
+
+
+def run_class(info: Any, folder: str | None, shown: str | None = None) -> int | None:
+    """This run's index of the class folder `folder` (None stays None); a UserError saying so
+    when the run was not trained on that class. `shown` names it in the message."""
+    if folder is None or folder == "":
+        return None
+    classes = list(field_of(info, "classes") or [])
+    if folder not in classes:
+        raise UserError("explain.class_not_in_run", name=shown or folder, choices=", ".join(class_names(info)))
+    return classes.index(folder)
 
 
 @dataclass
@@ -117,11 +144,12 @@ def explain(
     wanted = class_index(info, target)
     x = model_input([image], info).to(_device(model))
     grid: list[tuple[int, int]] = []
-    hook = model.get_submodule(layer).register_forward_hook(lambda _m, _i, out: grid.append(tuple(out.shape[-2:])))
-    try:
-        cams, probs = compute_cams(model, x, layer, method, None if wanted is None else [wanted])
-    finally:
-        hook.remove()
+    with exclusive(model):  # the grid hook, like the CAM's own, must not see another thread's pass
+        hook = model.get_submodule(layer).register_forward_hook(lambda _m, _i, out: grid.append(tuple(out.shape[-2:])))
+        try:
+            cams, probs = compute_cams(model, x, layer, method, None if wanted is None else [wanted])
+        finally:
+            hook.remove()
     pred = int(probs[0].argmax())
     width, height = image.size
     notes: list[tuple[str, dict[str, Any]]] = []

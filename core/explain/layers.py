@@ -13,6 +13,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from core.errors import UserError
+from core.models.modes import evaluating
 
 
 @dataclass(frozen=True)
@@ -25,21 +26,17 @@ class LayerInfo:
 def feature_layers(model: nn.Module, img_size: int) -> list[LayerInfo]:
     """The model's feature-map layers in definition order (the order named_modules gives)."""
     seen: dict[str, list[tuple[int, ...]]] = {}
-    handles = []
-    for name, module in model.named_modules():
-        if name:
-            handles.append(module.register_forward_hook(
-                lambda _m, _i, out, name=name: seen.setdefault(name, []).append(
-                    tuple(out.shape) if isinstance(out, torch.Tensor) else ())))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, 3, img_size, img_size, device=_device(model)))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    with evaluating(model):  # the hooks below must not see another thread's forward pass
+        handles = [module.register_forward_hook(
+            lambda _m, _i, out, name=name: seen.setdefault(name, []).append(
+                tuple(out.shape) if isinstance(out, torch.Tensor) else ()))
+            for name, module in model.named_modules() if name]
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, 3, img_size, img_size, device=_device(model)))
+        finally:
+            for handle in handles:
+                handle.remove()
     layers = []
     for name, module in model.named_modules():
         shapes = seen.get(name, [])

@@ -13,6 +13,8 @@ from PIL import Image
 from torch import nn
 from torchvision.utils import make_grid
 
+from core.models.modes import evaluating
+
 DISPLAY_MAX_SIDE = 768
 
 
@@ -88,16 +90,14 @@ def filters_grid(model: nn.Module, tile: int = 32, limit: int = 64) -> np.ndarra
 def feature_maps(model: nn.Module, inputs: torch.Tensor, layer: str) -> torch.Tensor:
     """The output of `layer` for one model-ready image [1,3,S,S]: a [C,h,w] tensor."""
     captured: list[torch.Tensor] = []
-    handle = model.get_submodule(layer).register_forward_hook(
-        lambda _m, _i, out: captured.append(out.detach()))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(inputs)
-    finally:
-        handle.remove()
-        model.train(was_training)
+    with evaluating(model):
+        handle = model.get_submodule(layer).register_forward_hook(
+            lambda _m, _i, out: captured.append(out.detach().clone()))
+        try:
+            with torch.no_grad():
+                model(inputs)
+        finally:
+            handle.remove()
     return captured[0][0].float().cpu()
 
 
