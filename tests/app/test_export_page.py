@@ -47,6 +47,7 @@ def test_export_a_run_from_the_page_shows_the_figures_and_offers_the_zip(workspa
     assert metrics["accuracy, PyTorch"] == metrics["accuracy, ONNX Runtime"]
     assert len(downloads(at)) == 1
     assert (default_out(run_dir) / "model.onnx").is_file()
+    assert not [s for s in visible_texts(at) if KEY_LIKE.match(s.strip())]
 
 
 def test_a_folder_that_failed_the_check_is_shown_in_red_without_a_download(workspace, split_dir):  # noqa: F811
@@ -60,3 +61,4 @@ def test_a_folder_that_failed_the_check_is_shown_in_red_without_a_download(works
     at = open_page("zh")
     assert len(at.error) == 1 and re.search(r"46\.00%", at.error[0].value)
     assert not downloads(at) and not at.success
+    assert not [s for s in visible_texts(at) if KEY_LIKE.match(s.strip())]

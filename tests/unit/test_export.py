@@ -162,6 +162,18 @@ def test_preprocess_json_with_another_size_fails_the_check(exported, tmp_path):
     assert problem_keys(checked) == ["export.check.preprocess_mismatch", "export.check.predictor_failed"]
 
 
+def test_a_predict_py_that_resizes_differently_fails_the_check(exported, tmp_path):
+    """The complaint this check exists for: the graph is right, the shipped preprocessing is not."""
+    run_dir, result = exported
+    folder = copy_of(result, tmp_path)
+    script = (folder / "predict.py").read_text()
+    assert "Image.Resampling.BILINEAR" in script
+    (folder / "predict.py").write_text(script.replace("Image.Resampling.BILINEAR", "Image.Resampling.NEAREST"))
+    checked = recheck(run_dir, folder)
+    assert problem_keys(checked) == ["export.check.predictor_mismatch"]
+    assert checked.parity.top1_agreement == 1.0 and checked.parity.predictor_max_abs_diff > 1e-4
+
+
 def test_the_zip_holds_the_folder_under_the_run_name(exported):
     run_dir, result = exported
     archive = zipfile.ZipFile(BytesIO(zip_bytes(result.folder)))

@@ -3,9 +3,10 @@ a block-builder network with SE and CBAM attention, and every torchvision backbo
 
 Random-weight instances at 32 px on 6 test images. Exporting is what takes the time (the dynamo
 exporter traces each network): the presets, the spec, resnet18 and mobilenet_v3_small take
-4-14 s each on 2 shared cores and always run. The other five backbones took 12-44 s each
-(vgg11_bn writes a 0.5 GB graph: its classifier alone has 120 M weights at any image size), about
-two and a half minutes together, so they run when CNN_STUDIO_EXPORT_ALL_BACKBONES=1.
+2-8 s each on 2 shared cores (27 s together) and always run. The other five backbones take
+9-25 s each, 75 s together, twice that when the cores are busy (vgg11_bn writes a 0.5 GB graph:
+its classifier alone has 120 M weights at any image size), so they run when
+CNN_STUDIO_EXPORT_ALL_BACKBONES=1.
 """
 import os
 
