@@ -8,10 +8,11 @@ from core.cli import Output
 from core.i18n import cli_lang, t
 from core.workspace import Workspace
 
+# core.explain.cam.METHODS, named here so that --help does not import torch
+METHODS = ("gradcam", "gradcam++", "xgradcam", "layercam", "eigencam", "scorecam")
+
 
 def register(sub) -> None:
-    from core.explain.cam import METHODS
-
     lang = cli_lang()
     p = sub.add_parser("explain", help=t("explain.cli.help", lang))
     p.add_argument("run", metavar="RUN", help=t("explain.cli.run_arg", lang))

@@ -1,37 +1,93 @@
-"""`train`, `evaluate` and `predict`: the Training page's work, without a screen."""
+"""`train`, `evaluate` and `predict`: the Training page's work, without a screen.
+
+`train` has a flag for every TrainConfig field, made from the dataclass itself (its names,
+types and defaults), so a setting added there is on the command line at once; `--config FILE`
+reads the same settings from JSON, and the flags given override it.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import signal
 import threading
+import typing
 from pathlib import Path
+from typing import Any
 
 from core.cli import Output
 from core.errors import UserError
 from core.i18n import cli_lang, t
-from core.training.config import OPTIMIZERS, SCHEDULERS
+from core.training.config import (
+    EARLY_STOP_METRICS,
+    FROZEN_BN,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    SCHEDULERS,
+    TrainConfig,
+)
 
 # core.data.augment.AUGMENT_PRESETS and core.device.CHOICES, named here so that --help does not import torch
 AUGMENTS = ("none", "light", "seed", "strong")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# Listed in --help only: a wrong value gets core's own translated message (and JSON with --json).
+CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "augment": AUGMENTS, "device": DEVICES,
+           "normalization": NORMALIZATIONS, "early_stop_metric": EARLY_STOP_METRICS, "frozen_bn": FROZEN_BN}
+METAVARS = {"data": "SPLIT", "model": "NAME_OR_SPEC"}
+NOT_KIND = {int: "training.cli.not_int", float: "training.cli.not_float", bool: "training.cli.not_bool",
+            str: "training.cli.not_text"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Unset:
+    """A flag's default: --help shows TrainConfig's value, and a flag left out stays apart from
+    one given with that same value (which must still override --config)."""
+
+    value: Any
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+def field_kinds() -> dict[str, Any]:
+    """TrainConfig's field names -> their types (`X | None` read as X), in declaration order."""
+    hints = typing.get_type_hints(TrainConfig)
+    kinds = {}
+    for f in dataclasses.fields(TrainConfig):
+        kind, args = hints[f.name], typing.get_args(hints[f.name])
+        kinds[f.name] = args[0] if len(args) == 2 and args[1] is type(None) else kind
+    return kinds
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def add_config_flags(p: argparse.ArgumentParser, lang: str) -> None:
+    """`--field-name VALUE` for each TrainConfig field; `--flag/--no-flag` for a yes/no one."""
+    kinds = field_kinds()
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        text = t(f"training.cli.{f.name}", lang, choices=", ".join(CHOICES.get(f.name, ())))
+        if kinds[f.name] is bool:
+            action = p.add_argument(flag, action=argparse.BooleanOptionalAction, default=Unset(field_default(f)))
+            action.help = text  # set afterwards: Python < 3.13 would add an English "(default: ...)"
+        else:
+            p.add_argument(flag, default=Unset(field_default(f)), metavar=METAVARS.get(f.name, f.name.upper()),
+                           help=text)
 
 
 def register(sub) -> None:
     lang = cli_lang()
     p = sub.add_parser("train", help=t("training.cli.train_help", lang))
-    p.add_argument("--data", metavar="SPLIT", help=t("training.cli.data", lang))
-    p.add_argument("--model", metavar="NAME_OR_SPEC", default="simple_cnn", help=t("training.cli.model", lang))
-    p.add_argument("--epochs", type=int, default=10, help=t("training.cli.epochs", lang))
-    p.add_argument("--img-size", type=int, default=64, help=t("training.cli.img_size", lang))
-    p.add_argument("--batch-size", type=int, default=64, help=t("training.cli.batch_size", lang))
-    p.add_argument("--lr", type=float, default=1e-3, help=t("training.cli.lr", lang))
-    # Not argparse choices: a wrong value gets core's own translated message (and JSON with --json).
-    for flag, default, names in (("--optimizer", "adam", OPTIMIZERS), ("--scheduler", "none", SCHEDULERS),
-                                 ("--augment", "seed", AUGMENTS), ("--device", "auto", DEVICES)):
-        p.add_argument(flag, default=default, help=t("training.cli.choice", lang, choices=", ".join(names)))
+    p.add_argument("--config", metavar="FILE", help=t("training.cli.config", lang))
+    add_config_flags(p, lang)
+    p.add_argument("--print-config", action="store_true", help=t("training.cli.print_config", lang))
     p.add_argument("--runs-dir", metavar="DIR", help=t("training.cli.runs_dir", lang))
-    p.add_argument("--name", default="", help=t("training.cli.name", lang))
-    p.add_argument("--seed", type=int, default=42, help=t("training.cli.seed", lang))
     p.add_argument("--resume", metavar="RUN", help=t("training.cli.resume", lang))
     p.set_defaults(handler=train)
 
@@ -60,10 +116,65 @@ def _stop_on_ctrl_c(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
 
+def read_config_file(path: str) -> dict[str, Any]:
+    file = Path(path).expanduser()
+    try:
+        values = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise UserError("training.cli.config_missing", path=str(file)) from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError("training.cli.config_bad", path=str(file), reason=str(err)) from err
+    if not isinstance(values, dict):
+        raise UserError("training.cli.config_not_object", path=str(file))
+    return values
+
+
+def convert(name: str, kind: Any, value: Any) -> Any:
+    """`value` (a flag's text or a JSON value) as the field's type, or a UserError naming the field."""
+    try:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and not isinstance(value, bool) and isinstance(value, (int, str)):
+            return int(value)
+        if kind is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if kind is float and not isinstance(value, bool) and isinstance(value, (int, float, str)):
+            return float(value)
+        if kind is str and isinstance(value, str):
+            return value
+        if kind not in NOT_KIND:  # e.g. a dict: JSON on the command line, as it is in a file
+            return json.loads(value) if isinstance(value, str) else value
+    except ValueError as err:  # json.JSONDecodeError is a ValueError too
+        if kind not in NOT_KIND:
+            raise UserError("training.cli.not_json", field=name, value=value) from err
+    raise UserError(NOT_KIND.get(kind, "training.cli.not_json"), field=name, value=value)
+
+
+def resolve_config(args: argparse.Namespace, models_dir: Path) -> TrainConfig:
+    """TrainConfig's defaults, then the --config file's values, then the flags given."""
+    from core.models import check_ref, load_ref
+
+    kinds = field_kinds()
+    values = read_config_file(args.config) if args.config else {}
+    unknown = sorted(set(values) - set(kinds))
+    if unknown:
+        raise UserError("training.config_unknown", keys=", ".join(unknown))
+    values |= {name: getattr(args, name) for name in kinds if not isinstance(getattr(args, name), Unset)}
+    if not values.get("data"):
+        raise UserError("training.cli.need_data")
+    model = values.pop("model", None)
+    values = {name: convert(name, kinds[name], value) for name, value in values.items()}
+    values["data"] = str(Path(values["data"]).expanduser().resolve())
+    if isinstance(model, str):
+        values["model"] = load_ref(model, models_dir)
+    elif model is not None:
+        check_ref(model)
+        values["model"] = model
+    return TrainConfig(**values).validated()
+
+
 def train(args: argparse.Namespace, out: Output) -> int:
-    from core.models import load_ref
     from core import runs
-    from core.training.config import TrainConfig
     from core.runs import create_run
     from core.training.engine import Trainer
     from core.workspace import Workspace
@@ -72,18 +183,16 @@ def train(args: argparse.Namespace, out: Output) -> int:
     from_checkpoint = False
     if args.resume:
         run_dir = find_run(args.resume)
-        runs.mark_interrupted(run_dir.parent)  # a run whose process was killed mid-training
-        from_checkpoint = runs.resume_from_checkpoint(run_dir)
         config = TrainConfig.from_dict({k: v for k, v in runs.read_config(run_dir).items()
                                         if k in TrainConfig.__dataclass_fields__})
+        if args.print_config:
+            return print_config(config, out)
+        runs.mark_interrupted(run_dir.parent)  # a run whose process was killed mid-training
+        from_checkpoint = runs.resume_from_checkpoint(run_dir)
     else:
-        if not args.data:
-            raise UserError("training.cli.need_data")
-        config = TrainConfig(
-            data=str(Path(args.data).resolve()), model=load_ref(args.model, ws.models), name=args.name,
-            img_size=args.img_size, batch_size=args.batch_size, epochs=args.epochs, optimizer=args.optimizer,
-            lr=args.lr, scheduler=args.scheduler, augment=args.augment, device=args.device, seed=args.seed,
-        ).validated()
+        config = resolve_config(args, ws.models)
+        if args.print_config:
+            return print_config(config, out)
         run_dir = create_run(config, Path(args.runs_dir) if args.runs_dir else ws.runs)
 
     def on_record(record: dict) -> None:
@@ -100,9 +209,16 @@ def train(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def print_config(config: TrainConfig, out: Output) -> int:
+    """The settings a run would get, as JSON (one line with --json), ready for --config."""
+    values = config.to_dict()
+    out.emit(values, json.dumps(values, indent=2, ensure_ascii=False))
+    return 0
+
+
 def evaluate(args: argparse.Namespace, out: Output) -> int:
-    from core.data.labels import class_names
     from core import runs
+    from core.data.labels import class_names
     from core.training.evaluate import evaluate_run
     from core.workspace import Workspace
 
@@ -127,7 +243,8 @@ def evaluate(args: argparse.Namespace, out: Output) -> int:
 
 def predict(args: argparse.Namespace, out: Output) -> int:
     from core.data.images import open_image
-    from core.inference import load_model, predict as predict_probs
+    from core.inference import load_model
+    from core.inference import predict as predict_probs
 
     model, info = load_model(find_run(args.run))
     for path in args.images:

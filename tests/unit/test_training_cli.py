@@ -2,17 +2,25 @@
 exits 2 with a message; Ctrl-C stops the run cleanly."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
+from core import i18n, runs
 from core.cli import Output, main
-from core import runs
+from core.cli.train import field_default, field_kinds
+from core.errors import UserError
 from core.runs import create_run
+from core.training.config import TrainConfig
 from core.training.engine import Trainer
+from tests.conftest import ROOT
 from tests.unit.test_training_core import TINY, cache, config, split  # noqa: F401 - shared fixtures
 
 EPOCH_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "img_per_s", "seconds"}
@@ -166,8 +174,160 @@ def test_ctrl_c_stops_a_cli_run_cleanly(workspace, split, tiny_spec, capsys, mon
 
 def test_train_help_lists_the_choices_core_accepts():
     """--help names the choices without importing torch; they must not drift from core's."""
-    from core.cli.train import AUGMENTS, DEVICES
+    from core.cli.explain import METHODS
+    from core.cli.train import AUGMENTS, CHOICES, DEVICES
     from core.data.augment import AUGMENT_PRESETS
-    from core.device import CHOICES
+    from core.device import CHOICES as DEVICE_CHOICES
+    from core.explain.cam import METHODS as CAM_METHODS
 
-    assert (AUGMENTS, DEVICES) == (AUGMENT_PRESETS, CHOICES)
+    assert (AUGMENTS, DEVICES, METHODS) == (AUGMENT_PRESETS, DEVICE_CHOICES, tuple(CAM_METHODS))
+    # a field that validated() checks against a list of choices lists those same choices in --help
+    for f in dataclasses.fields(TrainConfig):
+        if field_kinds()[f.name] is not str or f.name in ("data", "name"):
+            continue
+        try:
+            TrainConfig(**{"data": "x", f.name: "no such choice"}).validated()
+        except UserError as refused:
+            if refused.key == "training.config_choice":
+                assert ", ".join(CHOICES[f.name]) == refused.params["choices"], f.name
+
+
+# --- every setting of the Training page on the command line -----------------------------------
+
+def other_value(name: str, kind, default):
+    """A valid value for field `name` that is not its default, as a flag's text."""
+    from core.cli.train import CHOICES
+
+    if name in CHOICES:
+        return next(c for c in CHOICES[name] if c != default)
+    if name == "model":
+        return "cbam_cnn"
+    return {int: lambda: str(default + 1), float: lambda: "0.25" if default != 0.25 else "0.5",
+            str: lambda: "another"}[kind]()
+
+
+def flags_for_every_field(data: Path) -> tuple[list[str], dict]:
+    """Flags that set every TrainConfig field to a value other than its default, and those values."""
+    argv, expected = [], {}
+    for f in dataclasses.fields(TrainConfig):
+        kind, default = field_kinds()[f.name], field_default(f)
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "data":
+            argv += [flag, str(data)]
+            expected[f.name] = str(data.resolve())
+        elif kind is bool:
+            argv.append(flag if not default else "--no-" + f.name.replace("_", "-"))
+            expected[f.name] = not default
+        else:
+            text = other_value(f.name, kind, default)
+            argv += [flag, text]
+            expected[f.name] = {"preset": text} if f.name == "model" else kind(text)
+        assert expected[f.name] != default, f.name
+    return argv, expected
+
+
+def print_config(argv: list[str], capsys) -> dict:
+    assert main(["train", *argv, "--print-config", "--json"]) == 0
+    (printed,) = records(capsys)
+    return printed
+
+
+def test_every_training_setting_is_reachable_by_a_flag(workspace, tmp_path, capsys):
+    argv, expected = flags_for_every_field(tmp_path / "split")
+    printed = print_config(argv, capsys)
+    assert printed == expected
+    assert TrainConfig.from_dict(printed).to_dict() == printed
+    assert not list(workspace.runs.glob("*"))  # --print-config trains nothing
+
+
+def test_a_config_file_round_trips_and_flags_override_it(workspace, tmp_path, capsys):
+    argv, expected = flags_for_every_field(tmp_path / "split")
+    saved = tmp_path / "run.json"
+    saved.write_text(json.dumps(print_config(argv, capsys)), encoding="utf-8")
+    assert print_config(["--config", str(saved)], capsys) == expected
+
+    # Flags win over the file, also a flag given with TrainConfig's default value.
+    defaults = TrainConfig(data="x")
+    overridden = print_config(["--config", str(saved), "--epochs", str(defaults.epochs), "--lr", "0.5",
+                               "--no-tensorboard", "--model", "simple_cnn"], capsys)
+    assert overridden == expected | {"epochs": defaults.epochs, "lr": 0.5, "tensorboard": False,
+                                     "model": {"preset": "simple_cnn"}}
+
+    # A short file: TrainConfig's defaults fill the rest; its model may be a reference or a name.
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps({"data": str(tmp_path / "split"), "model": TINY, "epochs": 3}), encoding="utf-8")
+    assert print_config(["--config", str(short)], capsys) == defaults.to_dict() | {
+        "data": str((tmp_path / "split").resolve()), "model": TINY, "epochs": 3}
+
+
+@pytest.mark.parametrize("argv, file, key, params", [
+    (["--epochs", "ten"], None, "training.cli.not_int", {"field": "epochs", "value": "ten"}),
+    (["--lr", "fast"], None, "training.cli.not_float", {"field": "lr", "value": "fast"}),
+    (["--batch-size", "0"], None, "training.config_positive", {"field": "batch_size", "value": 0}),
+    (["--frozen-bn", "sometimes"], None, "training.config_choice",
+     {"field": "frozen_bn", "value": "sometimes", "choices": "eval, train"}),
+    ([], {"nesterov": "yes"}, "training.cli.not_bool", {"field": "nesterov", "value": "yes"}),
+    ([], {"epochs": 2.5}, "training.cli.not_int", {"field": "epochs", "value": 2.5}),
+    ([], {"learning_rate": 0.1}, "training.config_unknown", {"keys": "learning_rate"}),
+    ([], ["not", "an", "object"], "training.cli.config_not_object", {"path": "{tmp}/run.json"}),
+    ([], "{not json", "training.cli.config_bad", {"path": "{tmp}/run.json", "reason": ""}),
+    (["--config", "{tmp}/nowhere.json"], None, "training.cli.config_missing", {"path": "{tmp}/nowhere.json"}),
+])
+def test_a_bad_setting_exits_2_with_a_translated_message(workspace, tmp_path, capsys, monkeypatch,
+                                                          argv, file, key, params):
+    argv = ["train", "--data", str(tmp_path), *[a.format(tmp=tmp_path) for a in argv]]
+    if file is not None:
+        path = tmp_path / "run.json"
+        path.write_text(file if isinstance(file, str) else json.dumps(file), encoding="utf-8")
+        argv += ["--config", str(path)]
+    assert main([*argv, "--json"]) == 2
+    (error,) = records(capsys)
+    assert error["key"] == key and "Traceback" not in error["error"]
+    monkeypatch.setenv("CNN_STUDIO_LANG", "zh")
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    message = captured.err.strip().split(": ", 1)[1]
+    expected = i18n.t(key, "zh", **{k: str(v).format(tmp=tmp_path) for k, v in params.items()})
+    assert message.startswith(expected) if "reason" in params else message == expected
+    assert not list(workspace.runs.glob("*"))
+
+
+def test_the_zh_message_is_the_translation():
+    assert i18n.t("training.cli.not_int", "zh", field="epochs", value="ten") == "epochs 必须是整数（当前为 ten）。"
+
+
+def test_help_lists_every_setting_translated_without_importing_torch():
+    """`train --help` is quick: it builds the flags from TrainConfig without loading torch."""
+    code = ("import contextlib, io, sys\n"
+            "from core.cli import main\n"
+            "text = io.StringIO()\n"
+            "with contextlib.redirect_stdout(text), contextlib.suppress(SystemExit):\n"
+            "    main(['train', '--help'])\n"
+            "print(text.getvalue())\n"
+            "print('torch imported' if 'torch' in sys.modules else 'no torch')\n")
+    for lang in i18n.LANGS:
+        done = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env=os.environ | {"CNN_STUDIO_LANG": lang})
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.rstrip().endswith("no torch")
+        for f in dataclasses.fields(TrainConfig):
+            assert "--" + f.name.replace("_", "-") in done.stdout, f.name
+            assert f"training.cli.{f.name}" not in done.stdout  # a missing translation shows its key
+        assert "--print-config" in done.stdout and "--config" in done.stdout
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    """`python -m core check DIR --json | head -1`: the pipe closes before the CLI has written."""
+    from PIL import Image
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.new("RGB", (8, 8), (60 * i, 0, 0) if name == "a" else (0, 60 * i, 0)).save(tmp_path / name / f"{i}.png")
+    proc = subprocess.Popen([sys.executable, "-m", "core", "check", str(tmp_path), "--json"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert stderr == ""
