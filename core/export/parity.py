@@ -186,6 +186,11 @@ def _check_predictor(folder: Path, info: ModelInfo, images: ParityImages, refere
         parity.problem("export.check.predictor_mismatch", agree=agree, n=len(picks), diff=diff)
 
 
+def _reason(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0][:300] if lines else type(err).__name__
+
+
 def check_folder(folder: Path, model: nn.Module, info: ModelInfo, images: ParityImages) -> Parity:
     """Every check of an export folder against the run's model; never raises for a bad folder."""
     folder = Path(folder)
@@ -194,7 +199,7 @@ def check_folder(folder: Path, model: nn.Module, info: ModelInfo, images: Parity
     try:
         session = _session(folder / "model.onnx")
     except Exception as err:  # noqa: BLE001 - onnxruntime's own types (InvalidProtobuf, Fail...)
-        parity.problem("export.check.onnx_unreadable", reason=str(err).strip().splitlines()[0][:300] if str(err) else "")
+        parity.problem("export.check.onnx_unreadable", reason=_reason(err))
         return parity
     shape = session.get_inputs()[0].shape
     if list(shape[1:]) != [3, info.img_size, info.img_size]:
@@ -203,7 +208,7 @@ def check_folder(folder: Path, model: nn.Module, info: ModelInfo, images: Parity
     try:
         ours, theirs = both_probabilities(model, info, session, images)
     except Exception as err:  # noqa: BLE001 - a graph that loads but cannot run on these inputs
-        parity.problem("export.check.onnx_failed", reason=str(err).strip().splitlines()[0][:300] if str(err) else "")
+        parity.problem("export.check.onnx_failed", reason=_reason(err))
         return parity
     if theirs.shape != ours.shape:
         parity.problem("export.check.onnx_shape", shape=str(list(theirs.shape)), size=info.img_size)
