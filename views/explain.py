@@ -7,12 +7,11 @@ import streamlit as st
 
 import ui
 from core import charts
-from core.data.files import natural_order
 from core.data.images import open_image
 from core.errors import UserError
-from core.data.labels import class_names, field_of
+from core.data.labels import field_of
 from core.data.split import split_images
-from core.explain import METHOD_LABELS, METHODS, explain, feature_layers, model_input
+from core.explain import METHOD_LABELS, METHODS, class_choices, explain, feature_layers, model_input, run_class
 from core.explain.layers import default_layer
 from core.explain.render import colorize, difference, display_copy, feature_maps, feature_maps_grid, filters_grid, overlay
 from core.inference import load_model
@@ -101,15 +100,14 @@ if not usable:
     st.stop()
 
 common_layers = [name for name in usable[0][2] if all(name in x[2] for x in usable)]
-names = class_names(usable[0][1])
-reading_order = natural_order(list(field_of(usable[0][1], "classes")))
+class_options = class_choices([x[1] for x in usable])  # by folder name: the runs may know different classes
 c1, c2, c3, c4 = st.columns(4)
 method = c1.selectbox(ui.t("explain.page.method"), list(METHODS), format_func=METHOD_LABELS.__getitem__,
                       key="explain_method")
 layer = c2.selectbox(ui.t("explain.page.layer"), [""] + common_layers, key="explain_layer",
                      format_func=lambda n: n or ui.t("explain.page.default_layer"), help=ui.t("explain.page.layer_help"))
-target = c3.selectbox(ui.t("explain.page.target"), [None] + reading_order, key="explain_target",
-                      format_func=lambda i: ui.t("explain.page.predicted_class") if i is None else names[i],
+target = c3.selectbox(ui.t("explain.page.target"), [None] + list(class_options), key="explain_target",
+                      format_func=lambda c: ui.t("explain.page.predicted_class") if c is None else class_options[c],
                       help=ui.t("explain.page.target_help"))
 opacity = c4.slider(ui.t("explain.page.opacity"), 0.0, 1.0, 0.5, 0.05, key="explain_opacity")
 if method == "scorecam":
@@ -126,7 +124,8 @@ for col, rid, item in zip(panels, chosen, loaded):
             continue
         model, info, layers = item
         try:
-            result = explain(model, info, image, method=method, layer=layer or None, target=target,
+            wanted = run_class(info, target, class_options.get(target))
+            result = explain(model, info, image, method=method, layer=layer or None, target=wanted,
                              names=layers, cam_size=shown.size)
         except UserError as err:
             ui.show_error(err)

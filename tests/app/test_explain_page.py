@@ -11,6 +11,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.data.demo import make_demo
+from core.errors import UserError
+from core.explain import run_class
 from core.data.split import read_split_info, split_dataset
 from core.data import split as split_module  # a bare split_images here would be collected as a test
 from core.models import build_model
@@ -21,7 +23,7 @@ from core.training.config import TrainConfig
 from core.runs import create_run
 from core.training.engine import Trainer
 from tests.conftest import ROOT
-from tests.unit.test_data_scan import NUMBERED, NUMBERED_READING, make_numbered_folder
+from tests.unit.test_data_scan import NUMBERED_READING, make_numbered_folder
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +151,50 @@ def test_class_list_and_test_image_picker_show_display_names_in_natural_order(nu
     assert target.options == ["Predicted class"] + NUMBERED_READING
     picker.set_value(4).run()  # a picture of class "10"
     assert any("true class: globe thistle" in c.value for c in at.caption)
-    at.selectbox(key="explain_target").set_value(NUMBERED.index("10")).run()
+    at.selectbox(key="explain_target").set_value("10").run()  # classes are picked by folder name
     assert not at.exception and not at.error
     assert heatmap_captions(at) and all(c.endswith("globe thistle") for c in heatmap_captions(at))
+
+
+def untrained_run(workspace, run_id, preset, classes):
+    """A finished run folder with untrained weights on its own class set."""
+    run_dir = workspace.runs / run_id
+    run_dir.mkdir(parents=True)
+    write_json(run_dir / "config.json", {
+        "model": {"preset": preset}, "data": str(workspace.splits / "none"), "img_size": 32, "classes": classes,
+        "display_names": classes, "mean": [0.5] * 3, "std": [0.25] * 3})
+    run_files.update_summary(run_dir, status="finished")
+    model = build_model({"preset": preset}, len(classes), 32)
+    checkpoint.save({"model": model.state_dict(), "classes": classes, "img_size": 32, "epoch": 1}, run_dir / "best.pt")
+    return run_dir
+
+
+def test_runs_on_different_classes_explain_a_class_by_name(workspace):
+    """Run A knows circle, square, star; run B knows apple, circle. Picking "circle" must make B
+    explain its own circle (its index 1, not A's index 0 = apple); picking "star", which B never
+    saw, must say so in B's panel while A still explains it."""
+    a = untrained_run(workspace, "r1-simple", "simple_cnn", ["circle", "square", "star"])
+    b = untrained_run(workspace, "r2-cbam", "cbam_cnn", ["apple", "circle"])
+    at = open_page()
+    at.file_uploader(key="explain_upload").set_value(("photo.png", png(), "image/png")).run()
+    at.selectbox(key="explain_run_a").set_value(a.name).run()
+    at.selectbox(key="explain_run_b").set_value(b.name).run()
+    target = at.selectbox(key="explain_target")
+    assert target.options[1:] == ["apple", "circle", "square", "star"]  # every run's classes, by name
+
+    target.set_value("circle").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    captions = [c for img in at.image for c in img.captions if c.startswith("Heatmap")]
+    assert len(captions) == 2 and all(c.endswith("circle") for c in captions), captions
+
+    at.selectbox(key="explain_target").set_value("star").run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c for img in at.image for c in img.captions if c.startswith("Heatmap")]
+    assert len(captions) == 1 and captions[0].endswith("star")  # run A still explains
+    messages = [e.value for e in at.error]
+    assert len(messages) == 1 and "not trained on class" in messages[0] and "star" in messages[0]
+    assert "apple, circle" in messages[0]  # what B does know
+    # The same sentence in Chinese (AppTest cannot drive this page's translated radio in zh).
+    with pytest.raises(UserError) as err:
+        run_class({"classes": ["apple", "circle"]}, "star")
+    assert "没有学过类别“star”" in err.value.message("zh") and "apple, circle" in err.value.message("zh")
