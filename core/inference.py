@@ -86,6 +86,8 @@ def preprocess(images: Iterable[Image.Image | str | Path], info: ModelInfo) -> t
 def predict(run_or_model: str | Path | nn.Module, images: Iterable[Image.Image | str | Path],
             info: ModelInfo | None = None) -> torch.Tensor:
     """Class probabilities [N, C] for `images` (PIL images or paths)."""
+    from core.models.modes import evaluating
+
     if isinstance(run_or_model, nn.Module):
         if info is None:
             raise ValueError("predict(model, images) needs the model's info from load_model")
@@ -95,10 +97,6 @@ def predict(run_or_model: str | Path | nn.Module, images: Iterable[Image.Image |
     images = list(images)
     if not images:
         return torch.zeros((0, len(info.classes)))
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
-    try:
+    with evaluating(model):
         return torch.softmax(model(preprocess(images, info).to(device)).float(), dim=1).cpu()
-    finally:
-        model.train(was_training)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.errors import UserError
-from core.explain import METHODS, compute_cams, default_layer, explain, feature_layers, layer_names
+from core.explain import METHODS, compute_cams, default_layer, explain, feature_layers, layer_names, model_input
 from core.explain.render import feature_maps
 from core.models import BACKBONES, PRESETS, build_model
 
@@ -292,3 +292,27 @@ def test_every_offered_layer_of_every_model_kind_explains(kind):
     assert default_layer(model, names) in tested
     assert checked or kind not in ("resnet18", "resnet50", "densenet121")
     assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_one_mode_rule_runs_in_eval_and_keeps_a_mixed_model_mixed():
+    """predict, CAMs, layer listing and feature maps all run the model in eval mode and hand
+    back each module's own mode: a training network with a frozen BatchNorm kept in eval stays so."""
+    import copy
+    from types import SimpleNamespace
+
+    from core.inference import predict
+
+    model = model_for("cbam_cnn").train()
+    model.features[0].bn.eval()
+    modes = [m.training for m in model.modules()]
+    info = SimpleNamespace(img_size=32, mean=(0.5,) * 3, std=(0.25,) * 3, classes=list("abcd"))
+    photo = Image.fromarray(np.random.default_rng(2).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = torch.softmax(copy.deepcopy(model).eval()(model_input([photo], info)), 1)
+    torch.testing.assert_close(predict(model, [photo], info), expected)  # dropout off, BatchNorm statistics used
+    assert [m.training for m in model.modules()] == modes
+    for use in (lambda: compute_cams(model, x, "features.1"), lambda: feature_layers(model, 32),
+                lambda: feature_maps(model, x, "features.1"), lambda: explain(model, info, photo)):
+        use()
+        assert [m.training for m in model.modules()] == modes
