@@ -1,10 +1,11 @@
-"""`python -m core explain RUN IMAGE`: top-k, layer, overlay PNG, float32 heatmap; bad input."""
+"""`python -m core explain RUN IMAGE`: top-k, layer, overlay PNG, float32 heatmap that lights up
+where a hand-set model looks; bad input."""
 import json
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from core.cli import main
 from core.models import build_model
@@ -15,18 +16,37 @@ from core.training import checkpoint
 CLASSES = ["circle", "square", "star"]
 
 
+def bright_square_detector() -> torch.nn.Module:
+    """A simple_cnn whose weights are set by hand, so where it looks is known in advance.
+
+    Every filter averages its input (positive weights, no bias): after the ReLUs only bright
+    places are active. The head sums those activations into "square" and subtracts them from
+    "circle". So "square" wins on a bright square, its Grad-CAM must light up that square, and
+    "circle" (evidence against) must not.
+    """
+    model = build_model({"preset": "simple_cnn"}, len(CLASSES), 32)
+    with torch.no_grad():
+        for layer in (model.features[0].conv, model.features[1].conv, model.classifier.fc1):
+            layer.weight.fill_(1.0 / layer.weight[0].numel())
+            layer.bias.zero_()
+        model.classifier.out.weight.zero_()
+        model.classifier.out.weight[CLASSES.index("square")] = 1.0
+        model.classifier.out.weight[CLASSES.index("circle")] = -1.0
+        model.classifier.out.bias.zero_()
+    return model
+
+
 @pytest.fixture
 def run(workspace):
     """A run folder as training leaves it (config + best.pt through the training area's own
-    writers), with untrained weights: the CLI's behaviour does not depend on what was learnt."""
+    writers), holding the bright-square detector."""
     run_dir = workspace.runs / "r-simple"
     run_dir.mkdir()
     config = {"model": {"preset": "simple_cnn"}, "data": str(workspace.splits / "none"), "img_size": 32,
               "classes": CLASSES, "display_names": CLASSES, "mean": [0.5] * 3, "std": [0.25] * 3}
     write_json(run_dir / "config.json", config)
     runs.update_summary(run_dir, status="finished")
-    torch.manual_seed(0)
-    model = build_model(config["model"], len(CLASSES), 32)
+    model = bright_square_detector()
     checkpoint.save({"model": model.state_dict(), "classes": CLASSES, "img_size": 32, "epoch": 1}, run_dir / "best.pt")
     return run_dir
 
@@ -37,16 +57,45 @@ def cli_json(capsys, *argv):
     return code, lines[-1]
 
 
-def test_explain_writes_overlay_and_heatmap_at_the_image_size(run, tmp_path, capsys):
-    photo = tmp_path / "photo.png"
-    Image.new("RGB", (70, 40), (200, 30, 30)).save(photo)
-    code, record = cli_json(capsys, "explain", run.name, photo, "--class", "star", "--method", "layercam",
+def square_photo(size=(70, 40), box=(6, 10, 26, 30)) -> Image.Image:
+    """A dark photo with a bright square on its left side (box = x0, y0, x1, y1)."""
+    photo = Image.new("RGB", size, (10, 10, 10))
+    ImageDraw.Draw(photo).rectangle([box[0], box[1], box[2] - 1, box[3] - 1], fill=(250, 250, 250))
+    return photo
+
+
+def peak_and_contrast(heat, box):
+    """Where the map is hottest (x, y) and how much hotter the box is than the rest."""
+    x0, y0, x1, y1 = box
+    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    inside = np.zeros(heat.shape, bool)
+    inside[y0:y1, x0:x1] = True
+    return (int(x), int(y)), float(heat[inside].mean() - heat[~inside].mean())
+
+
+@pytest.mark.parametrize("method", ["gradcam", "layercam"])
+def test_explain_lights_up_the_square_at_the_image_size(run, tmp_path, capsys, method):
+    photo, box = tmp_path / "photo.png", (6, 10, 26, 30)
+    square_photo(box=box).save(photo)
+    code, record = cli_json(capsys, "explain", run.name, photo, "--class", "square", "--method", method,
                             "--out", tmp_path / "o.png", "--save-npy", tmp_path / "h.npy")
     assert code == 0
-    assert record["layer"] == "features.1" and record["target"] == "star" and len(record["topk"]) == 3
-    assert Image.open(tmp_path / "o.png").size == (70, 40)
+    assert record["pred"] == "square" and record["target"] == "square" and record["layer"] == "features.1"
+    assert len(record["topk"]) == 3 and record["size"] == [70, 40]
     heat = np.load(tmp_path / "h.npy")
     assert heat.dtype == np.float32 and heat.shape == (40, 70) and 0 <= heat.min() <= heat.max() <= 1
+    (x, y), contrast = peak_and_contrast(heat, box)
+    assert box[0] <= x < box[2] and box[1] <= y < box[3], (x, y)  # not mirrored, transposed or shifted
+    assert contrast > 0.4
+    picture = np.asarray(Image.open(tmp_path / "o.png").convert("RGB"), dtype=float)
+    assert picture.shape == (40, 70, 3)
+    redness = picture[..., 0] - picture[..., 2]  # jet: red where it looked, blue where not
+    assert redness[box[1]:box[3], box[0]:box[2]].mean() > redness[:, 40:].mean() + 50
+    # Explaining "circle", which the square counts against, lights up nothing there.
+    code, record = cli_json(capsys, "explain", run.name, photo, "--class", "circle", "--method", method,
+                            "--out", tmp_path / "c.png", "--save-npy", tmp_path / "c.npy")
+    assert code == 0 and record["target"] == "circle"
+    assert peak_and_contrast(np.load(tmp_path / "c.npy"), box)[1] < 0.1
 
 
 def test_prose_output_and_layer_list(run, tmp_path, capsys):
@@ -116,10 +165,12 @@ def test_a_10000_by_8000_photo_is_explained_at_its_size(run, tmp_path):
     from core.data.images import open_image
     from core.explain import explain
 
-    path = tmp_path / "big.jpg"
-    Image.new("RGB", (10_000, 8_000), (10, 120, 30)).save(path, quality=50)
+    path, box = tmp_path / "big.jpg", (7_000, 1_000, 9_000, 3_000)  # a bright square, top right
+    square_photo((10_000, 8_000), box).save(path, quality=50)
     import core
 
     model, info = core.load_model(run)
-    result = explain(model, info, open_image(path), cam_size=(1000, 800))
+    result = explain(model, info, open_image(path), target="square", cam_size=(1000, 800))
     assert result.cam.shape == (800, 1000)
+    (x, y), contrast = peak_and_contrast(result.cam, tuple(v // 10 for v in box))
+    assert 700 <= x < 900 and 100 <= y < 300 and contrast > 0.4
