@@ -51,6 +51,7 @@ def load_model(run_dir: str | Path, which: str = "best") -> tuple[nn.Module, Mod
 
 def _load_model(run_dir: Path, which: str) -> tuple[nn.Module, ModelInfo]:
     from core.models import build_model
+    from core.models.zoo import without_weights
 
     config = runs.read_config(run_dir)
     if not config.get("classes"):
@@ -60,7 +61,8 @@ def _load_model(run_dir: Path, which: str) -> tuple[nn.Module, ModelInfo]:
     state = checkpoint.load(path)
     if list(state.get("classes", [])) != list(config["classes"]) or state.get("img_size") != config["img_size"]:
         raise UserError("training.checkpoint_mismatch", path=str(path), reason="classes or image size differ")
-    model = build_model(config["model"], len(config["classes"]), int(config["img_size"]))
+    # The checkpoint holds every weight: the pretrained or local file it started from is not needed.
+    model = build_model(without_weights(config["model"]), len(config["classes"]), int(config["img_size"]))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:

@@ -56,6 +56,12 @@ def _weights(model: nn.Module, ref: dict[str, Any], arch: str) -> None:
         load_backbone_weights(model, pretrained_state_dict(arch), arch)
 
 
+def without_weights(ref: dict[str, Any]) -> dict[str, Any]:
+    """The same architecture without its starting weights (pretrained or a file): what to build
+    when a checkpoint will overwrite every weight, so a run needs only its own folder."""
+    return {k: v for k, v in ref.items() if k not in ("pretrained", "weights_path")}
+
+
 def build_model(ref: dict[str, Any], num_classes: int, img_size: int) -> nn.Module:
     """The network for `ref`, with a head for `num_classes`, checked against `img_size`."""
     kind = check_ref(ref)

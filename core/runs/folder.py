@@ -94,21 +94,40 @@ def resume_from_checkpoint(run_dir: Path) -> bool:
     return (Path(run_dir) / "last.pt").is_file()
 
 
+def _started(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), None when there is no such process."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:  # gone, or a zombie
+        return None
+
+
 def owner() -> dict[str, Any]:
-    """Who is running a run: lets a restarted app tell a dead run from one another process trains."""
-    return {"pid": os.getpid(), "host": socket.gethostname()}
+    """Who is running a run: lets a restarted app tell a dead run from one another process trains.
+
+    The process's start time goes with its id: an id the system gave to a new process after
+    the owner died must not keep the dead run "running"."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "pid_started": _started(os.getpid())}
 
 
 def _trained_elsewhere(summary: dict[str, Any]) -> bool:
     """True while another live process on this machine owns the run (e.g. a CLI training)."""
+    import psutil
+
     pid = summary.get("pid")
     if summary.get("host") != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
         return False
     try:
-        os.kill(pid, 0)
-    except OSError:
+        started = _started(pid)
+    except psutil.AccessDenied:  # another user's process: the owner only if nothing says otherwise
+        return summary.get("pid_started") is None
+    if started is None:
         return False
-    return True
+    recorded = summary.get("pid_started")
+    # Start times are exact to the clock tick; a summary from before they were recorded has none.
+    return recorded is None or abs(started - float(recorded)) < 0.05
 
 
 @dataclass
@@ -154,7 +173,7 @@ def mark_interrupted(runs_dir: str | Path, live_ids: set[str] = frozenset()) -> 
     """Runs left `running` or `queued` by a process that is gone become `interrupted`.
 
     Called once when the app (or the CLI) starts: a run another live process is training
-    keeps its status.
+    keeps its status (the same process id started at the same time: a reused id does not count).
     """
     marked = []
     for run in list_runs(runs_dir):

@@ -12,6 +12,7 @@ import torch
 
 from core.data.augment import IMAGENET_MEAN, IMAGENET_STD, augment, dataset_mean_std, normalize, to_float
 from core.data.cache import ImageSet, load_images
+from core.data.files import class_images
 from core.data.split import read_split_info
 from core.training.config import TrainConfig
 
@@ -20,21 +21,27 @@ from core.training.config import TrainConfig
 class Data:
     train: ImageSet
     val: ImageSet
-    test: ImageSet | None
+    n_test: int             # test images (0: no test split); decoded only for the final evaluation
     classes: list[str]
     display_names: list[str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
 
+def count_images(split_dir: str | Path, split: str, classes: list[str]) -> int:
+    """How many images `load_images` would find in `split_dir/split`, without decoding any."""
+    folder = Path(split_dir) / split
+    return sum(len(class_images(folder / c)) for c in classes if (folder / c).is_dir())
+
+
 def load_data(cfg: TrainConfig, cache_dir: Path | None) -> Data:
     info = read_split_info(cfg.data)
     train = load_images(cfg.data, "train", cfg.img_size, cache_dir)
     val = load_images(cfg.data, "val", cfg.img_size, cache_dir)
-    test = load_images(cfg.data, "test", cfg.img_size, cache_dir) if (Path(cfg.data) / "test").is_dir() else None
     mean, std = dataset_mean_std(train) if cfg.normalization == "dataset" else (IMAGENET_MEAN, IMAGENET_STD)
     classes = list(info.get("classes") or train.classes)
-    return Data(train, val, test, classes, list(info.get("display_names") or classes), tuple(mean), tuple(std))
+    return Data(train, val, count_images(cfg.data, "test", train.classes), classes,
+                list(info.get("display_names") or classes), tuple(mean), tuple(std))
 
 
 class Batches:

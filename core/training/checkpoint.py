@@ -36,3 +36,20 @@ def load(path: Path) -> dict[str, Any]:
     if not isinstance(obj, dict) or obj.get("format") != FORMAT or "model" not in obj:
         raise UserError("training.checkpoint_foreign", path=str(path))
     return obj
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """Every random state a resumed run needs to continue exactly: torch's CPU generator, the
+    batch order's generator and, on CUDA, each GPU's (dropout and augmentation on the device)."""
+    return {"rng_torch": torch.get_rng_state(), "rng_generator": generator.get_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    """Put back what `rng_state` saved; a checkpoint from a machine with more GPUs restores the
+    ones this machine has, one without CUDA states leaves the GPUs' as they are."""
+    torch.set_rng_state(state["rng_torch"])
+    generator.set_state(state["rng_generator"])
+    cuda = list(state.get("rng_cuda") or [])
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])

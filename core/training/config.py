@@ -11,6 +11,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "step", "plateau", "cosine", "onecycle")
 NORMALIZATIONS = ("imagenet", "dataset")
 EARLY_STOP_METRICS = ("val_acc", "val_loss")
+FROZEN_BN = ("eval", "train")
 
 
 @dataclass
@@ -23,6 +24,8 @@ class TrainConfig:
     phases: epochs 1..K train the head only at `lr`; the rest train what the policy leaves
     trainable (everything when there is no policy) at `lr * unfreeze_lr_factor`, with a fresh
     optimizer and scheduler. The summary's `trainable_params` is the current phase's count.
+    BatchNorm layers in the frozen part keep their running statistics (`frozen_bn` = "eval");
+    "train" lets them follow the new data, as the course's code does.
     """
 
     data: str                               # split folder (train/, val/, test/, split.json)
@@ -46,6 +49,7 @@ class TrainConfig:
     early_stop_patience: int = 0            # epochs without improvement; 0 = off
     freeze_epochs: int = 0                  # transfer learning: first epochs with only the head trained
     unfreeze_lr_factor: float = 0.1         # lr multiplier after those epochs (see the docstring)
+    frozen_bn: str = "eval"                 # BatchNorm in frozen layers: "eval" keeps its statistics
     device: str = "auto"
     seed: int = 42
     amp: bool = True                        # mixed precision, on CUDA only
@@ -70,6 +74,7 @@ class TrainConfig:
             "scheduler": (self.scheduler, SCHEDULERS),
             "normalization": (self.normalization, NORMALIZATIONS),
             "early_stop_metric": (self.early_stop_metric, EARLY_STOP_METRICS),
+            "frozen_bn": (self.frozen_bn, FROZEN_BN),
         }
         for name, (value, choices) in checks.items():
             if value not in choices:

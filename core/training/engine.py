@@ -27,6 +27,9 @@ from core.training.optim import OPTIMIZERS, SCHEDULERS
 from core.training.threads import ThreadGovernor
 
 OnProgress = Callable[[dict[str, Any]], None]
+OnHistory = Callable[[list[Record]], None]
+# Summary notes about a test evaluation that could not run (cleared once one does).
+TEST_NOTES = ("training.test_split_missing", "training.test_eval_failed")
 
 
 def _lr(optimizer: torch.optim.Optimizer) -> float:
@@ -44,10 +47,12 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, *, cache_dir: Path | None = None,
                  stop: threading.Event | None = None, on_record: OnRecord | None = None,
-                 on_progress: OnProgress | None = None) -> None:
+                 on_progress: OnProgress | None = None, on_history: OnHistory | None = None) -> None:
+        """`on_history` gets a resumed run's kept records once its partial epoch is dropped,
+        before any new record: a live view starts from exactly what `metrics.jsonl` holds."""
         self.cfg, self.run_dir, self.cache_dir = cfg, Path(run_dir), cache_dir
         self.stop = stop or threading.Event()
-        self._on_record, self.on_progress = on_record, on_progress
+        self._on_record, self.on_progress, self._on_history = on_record, on_progress, on_history
 
     def record(self, rec: Record) -> None:
         runs.append_metrics(self.run_dir, rec)
@@ -57,6 +62,7 @@ class Trainer:
     # --- set-up -------------------------------------------------------------------------
     def _build(self, resume: dict | None) -> None:
         from core.models import build_model, freeze, summarize
+        from core.models.zoo import without_weights
 
         cfg = self.cfg
         self.threads = ThreadGovernor()
@@ -64,7 +70,8 @@ class Trainer:
         self.amp = cfg.amp and self.device.type == "cuda"
         self.data = load_data(cfg, self.cache_dir)
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg.model, len(self.data.classes), cfg.img_size)
+        # A resumed run's weights all come from last.pt: its pretrained or local file may be gone.
+        model = build_model(without_weights(cfg.model) if resume else cfg.model, len(self.data.classes), cfg.img_size)
         self.summary = summarize(model, cfg.img_size)
         self.freeze = freeze
         self.channels_last = self.device.type == "cuda"
@@ -94,8 +101,7 @@ class Trainer:
             self.epoch, self.step = resume["epoch"], resume["step"]
             self.best_val_acc, self.best_metric = resume["best_val_acc"], resume["best_metric"]
             self.bad_epochs = resume["bad_epochs"]
-            torch.set_rng_state(resume["rng_torch"])
-            self.generator.set_state(resume["rng_generator"])
+            checkpoint.restore_rng(resume, self.generator)
 
     def _start_phase(self, epoch: int) -> None:
         """Transfer learning as the course does it: the head alone first, then the model's own
@@ -103,7 +109,7 @@ class Trainer:
         cfg = self.cfg
         frozen = epoch < cfg.freeze_epochs
         self.phase_frozen = frozen
-        counts = self.freeze(self.model, "head" if frozen else cfg.model.get("freeze", "all"))
+        counts = self.freeze(self.model, "head" if frozen else cfg.model.get("freeze", "all"), cfg.frozen_bn)
         self.trainable = counts.trainable
         lr = cfg.lr if frozen or cfg.freeze_epochs == 0 else cfg.lr * cfg.unfreeze_lr_factor
         phase_epochs = cfg.freeze_epochs if frozen else cfg.epochs - cfg.freeze_epochs
@@ -116,7 +122,7 @@ class Trainer:
             "classes": self.data.classes, "display_names": self.data.display_names,
             "mean": list(self.data.mean), "std": list(self.data.std),
             "n_train": len(self.data.train), "n_val": len(self.data.val),
-            "n_test": len(self.data.test) if self.data.test is not None else 0,
+            "n_test": self.data.n_test,
         })
 
     # --- checkpoints ----------------------------------------------------------------------
@@ -129,8 +135,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
             "step": self.step, "best_val_acc": self.best_val_acc, "best_metric": self.best_metric,
-            "bad_epochs": self.bad_epochs, "rng_torch": torch.get_rng_state(),
-            "rng_generator": self.generator.get_state(),
+            "bad_epochs": self.bad_epochs, **checkpoint.rng_state(self.generator),
         }, self.run_dir / "last.pt")
 
     # --- the run ----------------------------------------------------------------------------
@@ -166,7 +171,10 @@ class Trainer:
         self._write_config()
         if resume:
             runs.truncate_metrics(self.run_dir, self.epoch)
-        runs.update_summary(self.run_dir, status="running", message="", params=self.summary.total_params,
+            if self._on_history is not None:
+                self._on_history(runs.read_metrics(self.run_dir))
+        runs.update_summary(self.run_dir, status="running", message="", message_key="", message_params={},
+                            params=self.summary.total_params,
                             trainable_params=self.trainable, flops=self.summary.flops,
                             device=devices.describe(self.device), **runs.owner())
         try:
@@ -179,10 +187,25 @@ class Trainer:
         seconds = runs.read_summary(self.run_dir).get("seconds", 0.0) + time.time() - started
         summary = runs.update_summary(self.run_dir, status=status, seconds=round(seconds, 2),
                                       epochs_done=self.epoch, best_val_acc=max(self.best_val_acc, 0.0))
-        if status == "finished" and self.data.test is not None:
-            result = evaluate_run(self.run_dir, split="test", device=self.device, cache_dir=self.cache_dir)
-            summary = runs.update_summary(self.run_dir, test_acc=result["accuracy"], test_top5=result.get("top5"))
+        if status == "finished" and self.data.n_test:
+            summary = self._final_test()
         return summary
+
+    def _final_test(self) -> dict[str, Any]:
+        """The test evaluation after training. Training's results stand whatever happens to the
+        test data meanwhile: a split gone (or unreadable) leaves a finished run with a note saying
+        why, and `python -m core evaluate RUN` can evaluate it later."""
+        try:
+            evaluate_test(self.run_dir, device=self.device, cache_dir=self.cache_dir)
+        except (UserError, OSError) as err:
+            folder = Path(self.cfg.data) / "test"
+            note = (UserError("training.test_split_missing", path=str(folder), run=self.run_dir.name)
+                    if not folder.is_dir() else
+                    UserError("training.test_eval_failed", run=self.run_dir.name,
+                              reason=err.message() if isinstance(err, UserError) else f"{type(err).__name__}: {err}"))
+            runs.update_summary(self.run_dir, message=note.message(), message_key=note.key,
+                                message_params=note.params)
+        return runs.read_summary(self.run_dir)
 
     def _loop(self) -> None:
         cfg = self.cfg
@@ -272,3 +295,18 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+
+def evaluate_test(run_dir: str | Path, data: str | Path | None = None, device: torch.device | str = "cpu",
+                  cache_dir: Path | None = None) -> dict[str, Any]:
+    """Evaluate a run on a test split (default: its own). On its own split the result is the
+    run's `test_acc` / `test_top5`, and a note that the test evaluation could not run is cleared."""
+    run_dir = Path(run_dir)
+    result = evaluate_run(run_dir, data, split="test", device=device, cache_dir=cache_dir)
+    own = Path(runs.read_config(run_dir)["data"]).resolve()
+    if data is None or Path(data).resolve() == own:
+        fields: dict[str, Any] = {"test_acc": result["accuracy"], "test_top5": result.get("top5")}
+        if runs.read_summary(run_dir).get("message_key") in TEST_NOTES:
+            fields |= {"message": "", "message_key": "", "message_params": {}}
+        runs.update_summary(run_dir, **fields)
+    return result

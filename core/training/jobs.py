@@ -161,13 +161,20 @@ class JobRegistry:
         def on_progress(progress: dict[str, Any]) -> None:
             job.progress = progress  # one reference swap: readers copy it under the lock
 
-        if job.resume:
-            job.records = runs.read_metrics(job.run_dir)
+        def on_history(records: list[dict[str, Any]]) -> None:
+            # A resumed run's completed epochs, read after the trainer dropped the partial one
+            # (read before, the redone steps would show twice).
+            with self._lock:
+                job.records = records + job.records
+
         trainer = Trainer(job.config, job.run_dir, cache_dir=job.cache_dir, stop=job.stop,
-                          on_record=on_record, on_progress=on_progress)
+                          on_record=on_record, on_progress=on_progress, on_history=on_history)
         try:
             summary = trainer.run(resume=job.resume)
-            status, message = summary["status"], ""
+            # A finished run may carry a note (its test evaluation could not run).
+            status, message = summary["status"], summary.get("message", "")
+            job.message_key = summary.get("message_key", "")
+            job.message_params = dict(summary.get("message_params") or {})
         except UserError as err:
             status, message = "failed", err.message()
             job.message_key, job.message_params = err.key, dict(err.params)

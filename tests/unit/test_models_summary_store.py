@@ -1,6 +1,5 @@
 """Layer table, FLOPs and sizes; saved specs in the workspace; the `models`/`summary` CLI."""
 import json
-import time
 
 import pytest
 
@@ -23,16 +22,14 @@ def test_summary_table_totals_and_flops_for_the_course_cnn():
     assert s.output_shape == [1, 10]
 
 
-def test_summary_counts_frozen_parameters_and_is_quick():
+def test_summary_counts_frozen_parameters():
     model = build_model({"preset": "resnet18_cbam"}, 5, 224)
     freeze(model, "head")
-    start = time.perf_counter()
     s = summarize(model, 224)
     assert s.trainable_params == sum(p.numel() for p in model.fc.parameters()) < s.total_params == 11_485_645
     assert {r.name: r.trainable for r in s.rows}["layer1"] == 0
     for preset in PRESETS[:2]:
-        summarize(build_model({"preset": preset}, 10, 32), 32)
-    assert time.perf_counter() - start < 3  # generous for a shared 2-core machine; ~0.5 s alone
+        assert summarize(build_model({"preset": preset}, 10, 32), 32).output_shape == [1, 10]
     assert model.training  # summarize leaves the mode as it found it
 
 

@@ -102,3 +102,47 @@ def test_every_backbone_has_stages_to_unfreeze(name):
     head_only = freeze(model, "head").trainable
     assert 0 < head_only < freeze(model, "last:1").trainable < freeze(model, "all").trainable
     assert len(stages(model)) >= 4
+
+
+def buffers(module) -> dict[str, torch.Tensor]:
+    return {name: b.clone() for name, b in module.named_buffers()}
+
+
+def train_a_little(model) -> None:
+    """What the training loop does to a model: train mode, then forward passes on new data."""
+    model.train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.rand(4, 3, 32, 32) * 3 + 1)  # far from the statistics the model has
+
+
+def moved(before: dict, model, prefix: str = "") -> list[str]:
+    return [name for name, b in model.named_buffers() if name.startswith(prefix) and not torch.equal(b, before[name])]
+
+
+def test_frozen_batchnorm_keeps_its_statistics_whatever_model_train_says():
+    model = build_model({"backbone": "resnet18"}, 3, 32)
+    freeze(model, "last:1")
+    before = buffers(model)
+    train_a_little(model)
+    assert moved(before, model) and all(name.startswith("layer4.") for name in moved(before, model))
+    assert not model.bn1.training and model.layer4[0].bn1.training and model.training
+    model.eval()
+    model.train()  # as the loop does at every epoch
+    assert not model.layer1[0].bn2.training
+
+    # Unfreezing (the second phase of transfer learning) lets every BatchNorm learn again.
+    freeze(model, "all")
+    before = buffers(model)
+    train_a_little(model)
+    assert model.bn1.training and moved(before, model, "bn1.") and moved(before, model, "layer1.")
+
+
+def test_frozen_bn_train_keeps_the_courses_behaviour():
+    model = build_model({"backbone": "resnet18"}, 3, 32)
+    freeze(model, "head", frozen_bn="train")
+    before = buffers(model)
+    train_a_little(model)
+    assert moved(before, model, "bn1.") and moved(before, model, "layer1.")
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {"fc.weight", "fc.bias"}

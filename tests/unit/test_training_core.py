@@ -3,6 +3,7 @@ a NaN loss; checkpoints and configs are checked; evaluation matches scikit-learn
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import shutil
 from pathlib import Path
@@ -19,7 +20,7 @@ from core.errors import UserError
 from core.models import build_model
 from core import atomic, runs
 from core.training import checkpoint, engine
-from core.training.config import OPTIMIZERS, SCHEDULERS, TrainConfig
+from core.training.config import SCHEDULERS, TrainConfig
 from core.runs import create_run
 from core.training.engine import Trainer
 from core.training.evaluate import metrics
@@ -29,6 +30,15 @@ TINY = {"spec": {"name": "tiny", "blocks": [{"out": 8, "bn": True, "pool": "max"
                  "head": {"hidden": [32], "dropout": 0.2}}}
 # Compared between an uninterrupted run and a stopped-then-resumed one (timings left out).
 EPOCH_FIGURES = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def steady_threads():
+    """Resumed runs are compared with uninterrupted ones to 1e-5: the thread governor (which
+    follows the other programs' load) would change float sums mid-run, so it holds still here."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine.ThreadGovernor, "update", lambda self: self.threads)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +171,7 @@ def test_stop_mid_epoch_takes_effect_within_a_batch_and_leaves_a_loadable_last_p
     assert seen[-1] == (2, 2)  # no batch after the one that asked to stop
     assert summary["status"] == "stopped" and summary["epochs_done"] == 1
     state = checkpoint.load(run_dir / "last.pt")
-    assert state["epoch"] == 1 and {"optimizer", "rng_torch", "rng_generator", "step"} <= set(state)
+    assert state["epoch"] == 1 and {"optimizer", "rng_torch", "rng_generator", "rng_cuda", "step"} <= set(state)
     model, info = core.load_model(run_dir, which="last")
     assert info.checkpoint == "last.pt" and not model.training
     assert not list(run_dir.glob(".*"))
@@ -332,6 +342,8 @@ def test_a_run_left_running_by_a_dead_process_is_interrupted_and_resumes(split, 
     import subprocess
     import sys
 
+    import psutil
+
     from core.training.jobs import JobRegistry
 
     cfg = config(split, epochs=2, augment="none")
@@ -342,7 +354,8 @@ def test_a_run_left_running_by_a_dead_process_is_interrupted_and_resumes(split, 
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         other = create_run(config(split, name="elsewhere"), tmp_path, status="running")
-        runs.update_summary(other, pid=alive.pid)  # trained by another live process: left alone
+        # trained by another live process (its id and start time): left alone
+        runs.update_summary(other, pid=alive.pid, pid_started=psutil.Process(alive.pid).create_time())
 
         registry = JobRegistry()
         registry.attach(tmp_path)
@@ -362,6 +375,151 @@ def test_a_run_left_running_by_a_dead_process_is_interrupted_and_resumes(split, 
     with pytest.raises(UserError) as err:
         registry.resume(run_dir)  # finished: nothing to resume
     assert err.value.key == "training.cannot_resume"
+
+
+def test_a_reused_process_id_does_not_keep_a_dead_run_running(split, tmp_path):
+    """The system may give a dead trainer's process id to a new process: the start time tells them apart."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = psutil.Process(alive.pid).create_time()
+        reused = create_run(config(split, name="reused"), tmp_path, status="running")
+        runs.update_summary(reused, pid=alive.pid, pid_started=started - 3600)  # the id's owner an hour ago
+        owned = create_run(config(split, name="owned"), tmp_path, status="running")
+        runs.update_summary(owned, pid=alive.pid, pid_started=started)
+        assert runs.mark_interrupted(tmp_path) == [reused.name]
+        assert runs.read_summary(owned)["status"] == "running"
+    finally:
+        alive.kill()
+        alive.wait()
+    assert runs.owner()["pid_started"] == psutil.Process().create_time()
+
+
+# --- a run needs only its own folder -----------------------------------------------------------
+def test_a_fine_tuned_run_loads_predicts_and_resumes_once_its_weights_file_is_gone(split, cache, tmp_path):
+    from torchvision import models as tvm
+
+    torch.manual_seed(1)
+    start = tvm.resnet18(weights=None).state_dict()
+    weights = tmp_path / "resnet18.pth"
+    torch.save(start, weights)
+    cfg = config(split, model={"backbone": "resnet18", "weights_path": str(weights), "freeze": "head"},
+                 epochs=2, augment="none")
+    run_dir, summary = train(cfg, tmp_path / "runs", cache, **stop_after_epoch(1))
+    assert summary["status"] == "stopped"
+    # Frozen layers keep their BatchNorm statistics as well as their weights.
+    trained = checkpoint.load(run_dir / "last.pt")["model"]
+    for name in ("bn1.running_mean", "layer4.1.bn2.running_var", "layer1.0.bn1.num_batches_tracked", "conv1.weight"):
+        assert torch.equal(trained[name], start[name]), name
+
+    weights.unlink()
+    with pytest.raises(UserError) as err:
+        build_model(cfg.model, 5, 32)
+    assert err.value.key == "models.weights_missing"
+    model, info = core.load_model(run_dir)
+    assert torch.equal(model.fc.weight, checkpoint.load(run_dir / "best.pt")["model"]["fc.weight"])
+    images = sorted((split / "test").glob("*/*"))[:3]
+    assert core.predict(model, images, info).shape == (3, 5)
+
+    _, summary = train(cfg, tmp_path / "runs", cache, run_dir=run_dir, resume=True)
+    assert summary["status"] == "finished" and summary["epochs_done"] == 2 and 0 <= summary["test_acc"] <= 1
+
+
+# --- the test split: counted while training, evaluated at the end (or later) --------------------
+def test_the_test_split_is_counted_not_decoded_while_training(split, cache, tmp_path, monkeypatch):
+    from core.training import batches
+
+    loaded, real = [], batches.load_images
+
+    def load_images(data, part, *args, **kwargs):
+        loaded.append(part)
+        return real(data, part, *args, **kwargs)
+
+    monkeypatch.setattr(batches, "load_images", load_images)
+    run_dir, summary = train(config(split), tmp_path, cache)
+    assert loaded == ["train", "val"] and runs.read_config(run_dir)["n_test"] == 30
+    assert summary["status"] == "finished" and 0 <= summary["test_acc"] <= 1  # evaluated at the end
+
+
+def test_a_split_deleted_during_training_leaves_a_finished_run_to_evaluate_later(split, cache, tmp_path, workspace):
+    from core.cli import main
+    from core.i18n import t
+    from core.runs.compare import comparable_runs
+
+    data, away, other = tmp_path / "split", tmp_path / "away", tmp_path / "other-copy"
+    shutil.copytree(split, data)
+
+    def delete_the_split(record: dict) -> None:
+        if record["type"] == "epoch" and record["epoch"] == 1:
+            shutil.move(data, away)
+
+    cfg = config(data, epochs=2)
+    run_dir, summary = train(cfg, tmp_path / "runs", cache, on_record=delete_the_split)
+    assert summary["status"] == "finished" and summary["epochs_done"] == 2 and "test_acc" not in summary
+    assert (run_dir / "best.pt").is_file() and summary["best_val_acc"] > 0
+    assert summary["message_key"] == "training.test_split_missing"
+    assert summary["message_params"] == {"path": str(data / "test"), "run": run_dir.name}
+    assert str(data / "test") in summary["message"] and f"python -m core evaluate {run_dir.name}" in summary["message"]
+    assert "测试" in t(summary["message_key"], "zh", **summary["message_params"])
+    assert run_dir not in comparable_runs(tmp_path / "runs")  # no test predictions yet
+
+    # Evaluated on another copy of the data: a result, but not the run's own test accuracy.
+    shutil.copytree(split, other)
+    result = engine.evaluate_test(run_dir, data=other, cache_dir=cache)
+    assert result["n"] == 30 and "test_acc" not in runs.read_summary(run_dir)
+    assert main(["evaluate", str(run_dir), "--data", str(other), "--json"]) == 0
+
+    # Its own split back: the note goes, the test accuracy comes, and Compare lists the run.
+    shutil.move(away, data)
+    result = engine.evaluate_test(run_dir, cache_dir=cache)
+    summary = runs.read_summary(run_dir)
+    assert summary["test_acc"] == pytest.approx(result["accuracy"]) and summary["message_key"] == ""
+    assert summary["status"] == "finished" and run_dir in comparable_runs(tmp_path / "runs")
+
+
+def test_a_split_without_a_test_part_trains_without_a_test_evaluation(split, cache, tmp_path):
+    data = tmp_path / "split"
+    shutil.copytree(split, data, ignore=lambda folder, names: ["test"] if Path(folder) == split else [])
+    run_dir, summary = train(config(data), tmp_path / "runs", cache)
+    assert summary["status"] == "finished" and not summary.get("message_key") and "test_acc" not in summary
+    assert runs.read_config(run_dir)["n_test"] == 0 and not (run_dir / "eval_test.json").exists()
+
+
+# --- random states -----------------------------------------------------------------------------
+def test_checkpoints_save_and_restore_every_gpus_rng_state(tmp_path, monkeypatch):
+    """Without a GPU: torch.cuda stands in, the dict goes through a real checkpoint file."""
+    gpus = [torch.tensor([1, 2, 3], dtype=torch.uint8), torch.tensor([4, 5, 6], dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.append(list(states)))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # resumed on a machine with one GPU
+
+    generator = torch.Generator().manual_seed(5)
+    checkpoint.save({"model": {}, **checkpoint.rng_state(generator)}, tmp_path / "last.pt")
+    want = (torch.rand(3), torch.rand(3, generator=generator))
+    state = checkpoint.load(tmp_path / "last.pt")
+    checkpoint.restore_rng(state, generator)
+    assert torch.equal(torch.rand(3), want[0]) and torch.equal(torch.rand(3, generator=generator), want[1])
+    assert len(restored) == 1 and len(restored[0]) == 1 and torch.equal(restored[0][0], gpus[0])
+
+    checkpoint.restore_rng(state | {"rng_cuda": []}, generator)  # saved on a machine without CUDA
+    assert len(restored) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_gpu_rng_state_survives_a_checkpoint(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    torch.cuda.manual_seed_all(7)
+    checkpoint.save({"model": {}, **checkpoint.rng_state(generator)}, tmp_path / "last.pt")
+    want = torch.rand(4, device="cuda")
+    torch.cuda.manual_seed_all(8)
+    checkpoint.restore_rng(checkpoint.load(tmp_path / "last.pt"), generator)
+    assert torch.equal(torch.rand(4, device="cuda"), want)
 
 
 # --- evaluation ------------------------------------------------------------------------------
@@ -398,7 +556,8 @@ def test_metrics_count_a_class_never_predicted():
 def test_config_round_trips_through_json():
     cfg = TrainConfig(data="/data/split", model={"spec": {"name": "mine", "blocks": [{"type": "conv"}]}},
                       name="运行 1", optimizer="sgd", nesterov=True, scheduler="onecycle", lr=0.05,
-                      label_smoothing=0.1, freeze_epochs=2, epochs=5, tensorboard=True, early_stop_patience=3)
+                      label_smoothing=0.1, freeze_epochs=2, epochs=5, tensorboard=True, early_stop_patience=3,
+                      frozen_bn="train")
     again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict(), ensure_ascii=False)))
     assert again == cfg and again.to_dict() == cfg.to_dict()
     assert TrainConfig.from_dict({"data": "x"}) == TrainConfig(data="x")
@@ -410,6 +569,7 @@ def test_config_round_trips_through_json():
     ({"augment": "extreme"}, "training.config_choice"),
     ({"normalization": "none"}, "training.config_choice"),
     ({"early_stop_metric": "train_acc"}, "training.config_choice"),
+    ({"frozen_bn": "frozen"}, "training.config_choice"),
     ({"lr": 0}, "training.config_positive"),
     ({"lr": float("nan")}, "training.config_positive"),
     ({"epochs": 0}, "training.config_positive"),
@@ -434,24 +594,111 @@ def test_a_missing_split_folder_is_refused_before_a_run_folder_exists(tmp_path):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-# --- every optimizer and scheduler -----------------------------------------------------------
-@pytest.mark.parametrize("optimizer, scheduler, extra", [
-    ("adam", "none", {}),
-    ("adamw", "step", {"weight_decay": 0.01, "step_size": 1}),
-    ("sgd", "plateau", {"lr": 0.01}),
-    ("sgd", "cosine", {"lr": 0.01, "nesterov": True}),
-    ("adam", "onecycle", {}),
+# --- every optimizer and scheduler, against their formulas --------------------------------------
+GRAD = torch.tensor([0.3, -0.1, 2.0])   # the loss (GRAD * w).sum() has this gradient everywhere
+W0 = torch.tensor([1.0, -2.0, 0.5])
+
+
+def optimizer_steps(name: str, n: int, lr: float, **changes) -> torch.Tensor:
+    """The weights after `n` steps of the optimizer the table builds for these settings."""
+    from core.training import optim
+
+    w = torch.nn.Parameter(W0.clone())
+    opt = optim.OPTIMIZERS[name]([w], TrainConfig(data="x", optimizer=name, **changes).validated(), lr)
+    for _ in range(n):
+        opt.zero_grad()
+        (GRAD * w).sum().backward()
+        opt.step()
+    return w.detach()
+
+
+@pytest.mark.parametrize("momentum, nesterov, weight_decay", [
+    (0.9, False, 0.0), (0.9, True, 0.01), (0.5, True, 0.0), (0.0, False, 0.05), (0.0, True, 0.0),
 ])
-def test_each_optimizer_and_scheduler_trains(split, cache, tmp_path, optimizer, scheduler, extra):
-    assert optimizer in OPTIMIZERS and scheduler in SCHEDULERS
-    cfg = config(split, optimizer=optimizer, scheduler=scheduler, augment="none", **extra)
+def test_sgd_follows_the_momentum_nesterov_and_weight_decay_formula(momentum, nesterov, weight_decay):
+    lr, w, buf = 0.1, W0.clone(), None
+    for _ in range(3):
+        g = GRAD + weight_decay * w                       # L2 weight decay joins the gradient
+        buf = g.clone() if buf is None else momentum * buf + g
+        w = w - lr * (g + momentum * buf if nesterov else buf)
+    got = optimizer_steps("sgd", 3, lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    assert torch.allclose(got, w, atol=1e-6), (got, w)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_adam_couples_weight_decay_and_adamw_decouples_it(name):
+    lr, wd, eps = 0.01, 0.5, 1e-8
+    # One step: the bias-corrected moments are g and g*g, so the step is lr * g / (|g| + eps).
+    if name == "adam":
+        g = GRAD + wd * W0
+        want = W0 - lr * g / (g.abs() + eps)
+    else:
+        want = W0 * (1 - lr * wd) - lr * GRAD / (GRAD.abs() + eps)
+    assert torch.allclose(optimizer_steps(name, 1, lr, weight_decay=wd), want, atol=1e-7)
+    assert torch.allclose(optimizer_steps(name, 1, lr), W0 - lr * GRAD / (GRAD.abs() + eps), atol=1e-7)
+
+
+def one_cycle(i: int, max_lr: float, total: int, pct: float = 0.3, div: float = 25.0, final_div: float = 1e4) -> float:
+    """OneCycleLR's lr at step i: cosine up from max_lr/div for 30% of the steps, then down to max_lr/div/final_div."""
+    def anneal(start: float, end: float, frac: float) -> float:
+        return end + (start - end) / 2 * (math.cos(math.pi * frac) + 1)
+
+    low, end_up, end_down = max_lr / div, pct * total - 1, total - 1
+    if i <= end_up:
+        return anneal(low, max_lr, i / end_up)
+    return anneal(max_lr, low / final_div, (i - end_up) / (end_down - end_up))
+
+
+def scheduled_lrs(name: str, epochs: int, steps: int, metric=lambda e: 0.5, **changes) -> list[float]:
+    """The lr of each epoch (or each step, for per-step schedules), and after the last one."""
+    from core.training import optim
+
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=0.1)
+    factory, per_step = optim.SCHEDULERS[name]
+    sched = factory(opt, TrainConfig(data="x", scheduler=name, **changes).validated(), epochs, steps)
+    lrs = [opt.param_groups[0]["lr"]]
+    for e in range(epochs * steps if per_step else epochs):
+        opt.step()
+        sched.step(metric(e)) if name == "plateau" else sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    return lrs
+
+
+def test_each_scheduler_follows_its_formula():
+    from core.training import optim
+
+    assert optim.SCHEDULERS["none"][0](None, None, 3, 4) is None
+    assert [optim.SCHEDULERS[name][1] for name in SCHEDULERS] == [name == "onecycle" for name in SCHEDULERS]
+    assert scheduled_lrs("step", 6, 4, step_size=2, gamma=0.5) == pytest.approx(
+        [0.1 * 0.5 ** (e // 2) for e in range(7)])
+    assert scheduled_lrs("cosine", 4, 4) == pytest.approx(
+        [0.1 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(5)], abs=1e-12)
+    # plateau (mode max, patience 2): the third epoch in a row without a better val accuracy cuts the lr
+    assert scheduled_lrs("plateau", 7, 4, gamma=0.5) == pytest.approx([0.1] * 4 + [0.05] * 3 + [0.025])
+    assert scheduled_lrs("plateau", 7, 4, metric=lambda e: e / 10, gamma=0.5) == pytest.approx([0.1] * 8)
+    lrs = scheduled_lrs("onecycle", 2, 5)
+    assert lrs[:10] == pytest.approx([one_cycle(i, 0.1, 10) for i in range(10)], rel=1e-6)
+    assert lrs[0] == pytest.approx(0.1 / 25) and max(lrs) == pytest.approx(0.1) and lrs[9] == pytest.approx(0.1 / 25e4)
+
+
+def test_the_engine_passes_optimizer_settings_and_steps_the_schedule_per_epoch(split, cache, tmp_path):
+    cfg = config(split, epochs=3, optimizer="sgd", lr=0.01, momentum=0.8, nesterov=True, weight_decay=0.01,
+                 scheduler="cosine", augment="none")
     run_dir, summary = train(cfg, tmp_path, cache)
     assert summary["status"] == "finished"
-    (record,) = runs.read_metrics(run_dir, "epoch")
-    assert np.isfinite(record["train_loss"]) and record["lr"] > 0
-    if scheduler == "step":  # decayed after the epoch
-        assert checkpoint.load(run_dir / "last.pt")["optimizer"]["param_groups"][0]["lr"] == pytest.approx(
-            cfg.lr * cfg.gamma)
+    assert [r["lr"] for r in runs.read_metrics(run_dir, "epoch")] == pytest.approx([0.01, 0.0075, 0.0025])
+    (group,) = checkpoint.load(run_dir / "last.pt")["optimizer"]["param_groups"]
+    assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (0.8, True, 0.01)
+
+
+def test_the_engine_steps_one_cycle_per_batch(split, cache, tmp_path):
+    cfg = config(split, epochs=2, scheduler="onecycle", log_every=1, augment="none")
+    run_dir, _ = train(cfg, tmp_path, cache)
+    iters = runs.read_metrics(run_dir, "iter")
+    assert [r["step"] for r in iters] == list(range(1, 9))  # 2 epochs x 4 batches
+    # an iteration record carries the lr of the next step (the scheduler has just stepped)
+    assert [r["lr"] for r in iters[:-1]] == pytest.approx([one_cycle(r["step"], cfg.lr, 8) for r in iters[:-1]])
 
 
 # --- early stopping and the two transfer-learning phases ---------------------------------------
@@ -499,20 +746,32 @@ def initial_model(cfg: TrainConfig, classes: int = 5) -> torch.nn.Module:
 
 
 def changed(before: torch.nn.Module, after: dict, prefix: str) -> list[bool]:
-    """For each parameter under `prefix`: did training change it at all?"""
-    return [not torch.equal(p, after[name]) for name, p in before.named_parameters() if name.startswith(prefix)]
+    """For each parameter and buffer (BatchNorm statistics) under `prefix`: did training change it?"""
+    return [not torch.equal(t, after[name]) for name, t in before.state_dict().items() if name.startswith(prefix)]
 
 
 def test_the_model_pages_freeze_policy_decides_what_a_run_trains(split, cache, tmp_path):
-    cfg = config(split, model={"preset": "simple_cnn", "freeze": "head"}, epochs=2, augment="none")
+    cfg = config(split, model=TINY | {"freeze": "head"}, epochs=2, augment="none")
     run_dir, summary = train(cfg, tmp_path, cache)
     assert summary["status"] == "finished"
     start = initial_model(cfg)
     head = sum(p.numel() for p in start.classifier.parameters())
     assert summary["trainable_params"] == head < summary["params"]
     trained = checkpoint.load(run_dir / "last.pt")["model"]
-    assert not any(changed(start, trained, "features."))  # bit-identical
+    assert any("running_mean" in name for name in start.state_dict() if name.startswith("features."))
+    assert not any(changed(start, trained, "features."))  # bit-identical, BatchNorm statistics included
     assert all(changed(start, trained, "classifier."))
+
+
+def test_frozen_bn_train_lets_frozen_batchnorm_statistics_follow_the_data(split, cache, tmp_path):
+    """The course's behaviour, as a setting: frozen weights, BatchNorm statistics still updated."""
+    cfg = config(split, model=TINY | {"freeze": "head"}, epochs=1, augment="none", frozen_bn="train")
+    run_dir, _ = train(cfg, tmp_path, cache)
+    start, trained = initial_model(cfg), checkpoint.load(run_dir / "last.pt")["model"]
+    moved = {name for name, t in start.state_dict().items()
+             if name.startswith("features.") and not torch.equal(t, trained[name])}
+    assert moved == {f"features.{i}.bn.{b}" for i in (0, 1) for b in ("running_mean", "running_var",
+                                                                      "num_batches_tracked")}
 
 
 def test_after_the_frozen_epochs_a_run_trains_what_the_freeze_policy_says_and_resumes_exactly(split, cache, tmp_path):

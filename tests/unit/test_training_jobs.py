@@ -175,3 +175,42 @@ def test_a_finished_run_cannot_be_resumed(split, cache, tmp_path, registry):
     with pytest.raises(UserError) as caught:
         registry.resume(tmp_path / run_id, cache)
     assert caught.value.key == "training.cannot_resume"
+
+
+def test_a_resumed_run_shows_each_step_once(split, cache, tmp_path, registry):
+    """Stopped mid-epoch, then resumed: the live records are what metrics.jsonl holds, the
+    redone steps once (read before the partial epoch was dropped, they showed twice)."""
+    from core.runs import create_run
+
+    stop = threading.Event()
+    cfg = config(split, epochs=2, log_every=1)
+    run_dir = create_run(cfg, tmp_path)
+    engine.Trainer(cfg, run_dir, cache_dir=cache, stop=stop,
+                   on_progress=lambda p: stop.set() if (p["epoch"], p["batch"]) == (2, 2) else None).run()
+    assert [r["step"] for r in runs.read_metrics(run_dir, "iter")] == [1, 2, 3, 4, 5, 6]  # 5, 6: the cut epoch
+
+    assert registry.resume(run_dir, cache) == run_dir.name
+    assert registry.wait(timeout=120)
+    snap = registry.snapshot(run_dir.name)
+    assert snap["status"] == "finished"
+    assert [r["step"] for r in snap["records"] if r["type"] == "iter"] == list(range(1, 9))
+    assert snap["records"] == runs.read_metrics(run_dir)
+
+
+def test_a_finished_run_whose_test_split_went_away_says_so_live(split, cache, tmp_path, registry, monkeypatch):
+    import shutil
+
+    data = tmp_path / "split"
+    shutil.copytree(split, data)
+    real_evaluate = engine.evaluate_run
+
+    def split_deleted_first(*args, **kwargs):
+        shutil.rmtree(data)
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "evaluate_run", split_deleted_first)
+    run_id = registry.submit(config(data), tmp_path / "runs", cache)
+    assert registry.wait(timeout=120)
+    snap = registry.snapshot(run_id)
+    assert snap["status"] == "finished" and snap["message_key"] == "training.test_split_missing"
+    assert snap["message_params"]["path"] == str(data / "test") and str(data / "test") in snap["message"]
