@@ -29,7 +29,11 @@ from tests.unit.test_data_scan import NUMBERED_READING, make_numbered_folder
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(split folder, [simple run, cbam run]) trained once: 3 shapes x 10 images, 32 px, 1 epoch."""
-    root = tmp_path_factory.mktemp("trained")
+    return train_two_runs(tmp_path_factory.mktemp("trained"))
+
+
+def train_two_runs(root):
+    """A simple CNN and a CBAM-CNN run finished by the training engine on a tiny demo split."""
     make_demo(root / "demo", classes=3, per_class=10, size=32, seed=0)
     split = root / "split"
     split_dataset(root / "demo", split, val=0.2, test=0.3, mode="copy")
