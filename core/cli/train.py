@@ -183,8 +183,7 @@ def train(args: argparse.Namespace, out: Output) -> int:
     from_checkpoint = False
     if args.resume:
         run_dir = find_run(args.resume)
-        config = TrainConfig.from_dict({k: v for k, v in runs.read_config(run_dir).items()
-                                        if k in TrainConfig.__dataclass_fields__})
+        config = TrainConfig.of_run(runs.read_config(run_dir))
         if args.print_config:
             return print_config(config, out)
         runs.mark_interrupted(run_dir.parent)  # a run whose process was killed mid-training

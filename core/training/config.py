@@ -68,6 +68,14 @@ class TrainConfig:
             raise UserError("training.config_unknown", keys=", ".join(unknown))
         return cls(**values).validated()
 
+    @classmethod
+    def of_run(cls, saved: dict[str, Any]) -> "TrainConfig":
+        """The config a run folder's `config.json` was trained with (its extra facts - classes,
+        counts, split id - left out), to resume it. A run saved before a setting existed keeps
+        the behaviour it trained with: frozen BatchNorm then followed the data ("train")."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls.from_dict({"frozen_bn": "train"} | {k: v for k, v in saved.items() if k in known})
+
     def validated(self) -> "TrainConfig":
         checks = {
             "optimizer": (self.optimizer, OPTIMIZERS),

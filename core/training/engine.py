@@ -29,7 +29,6 @@ from core.training.threads import ThreadGovernor
 OnProgress = Callable[[dict[str, Any]], None]
 OnHistory = Callable[[list[Record]], None]
 # Summary notes about a test evaluation that could not run (cleared once one does).
-TEST_NOTES = ("training.test_split_missing", "training.test_eval_failed")
 
 
 def _lr(optimizer: torch.optim.Optimizer) -> float:
@@ -118,7 +117,8 @@ class Trainer:
         self.scheduler = factory(self.optimizer, cfg, phase_epochs, len(self.train_batches))
 
     def _write_config(self) -> None:
-        write_json(self.run_dir / "config.json", self.cfg.to_dict() | {
+        recorded = {k: v for k, v in runs.read_config(self.run_dir).items() if k == "split_id"}
+        write_json(self.run_dir / "config.json", self.cfg.to_dict() | recorded | {
             "classes": self.data.classes, "display_names": self.data.display_names,
             "mean": list(self.data.mean), "std": list(self.data.std),
             "n_train": len(self.data.train), "n_val": len(self.data.val),
@@ -196,7 +196,7 @@ class Trainer:
         test data meanwhile: a split gone (or unreadable) leaves a finished run with a note saying
         why, and `python -m core evaluate RUN` can evaluate it later."""
         try:
-            evaluate_test(self.run_dir, device=self.device, cache_dir=self.cache_dir)
+            evaluate_run(self.run_dir, split="test", device=self.device, cache_dir=self.cache_dir)
         except (UserError, OSError) as err:
             folder = Path(self.cfg.data) / "test"
             note = (UserError("training.test_split_missing", path=str(folder), run=self.run_dir.name)
@@ -295,18 +295,3 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         return SummaryWriter(str(self.run_dir / "tensorboard"))
-
-
-def evaluate_test(run_dir: str | Path, data: str | Path | None = None, device: torch.device | str = "cpu",
-                  cache_dir: Path | None = None) -> dict[str, Any]:
-    """Evaluate a run on a test split (default: its own). On its own split the result is the
-    run's `test_acc` / `test_top5`, and a note that the test evaluation could not run is cleared."""
-    run_dir = Path(run_dir)
-    result = evaluate_run(run_dir, data, split="test", device=device, cache_dir=cache_dir)
-    own = Path(runs.read_config(run_dir)["data"]).resolve()
-    if data is None or Path(data).resolve() == own:
-        fields: dict[str, Any] = {"test_acc": result["accuracy"], "test_top5": result.get("top5")}
-        if runs.read_summary(run_dir).get("message_key") in TEST_NOTES:
-            fields |= {"message": "", "message_key": "", "message_params": {}}
-        runs.update_summary(run_dir, **fields)
-    return result

@@ -24,6 +24,9 @@ from core.inference import load_model
 from core.training.batches import Batches
 from core.training.loops import predict_batches
 
+# Notes a finished run carries while its test evaluation is owed (see Trainer._final_test).
+TEST_NOTES = ("training.test_split_missing", "training.test_eval_failed")
+
 
 def metrics(probs: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict[str, Any]:
     """Everything a learner looks at for one split, from the predicted probabilities."""
@@ -49,8 +52,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: str
                  batch_size: int = 128) -> dict[str, Any]:
     """Evaluate the run's best weights on `data/split` (default: the run's own split folder).
 
-    On the run's own, unchanged split this writes `eval_<split>.json` (and `predictions.csv` for
-    test). On other data it writes `evaluations/<name>.json` and `.csv` instead, and the result
+    On the run's own, unchanged split this writes `eval_<split>.json` (and for test
+    `predictions.csv`, and the summary's `test_acc` / `test_top5`, clearing a note that the test
+    evaluation was owed: a run whose split went missing can be evaluated later). On other data it writes `evaluations/<name>.json` and `.csv` instead, and the result
     says so: `own_data` False, `other_reason` ("other_folder" or "split_changed"), `stored`.
     """
     run_dir = Path(run_dir)
@@ -72,6 +76,10 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: str
         write_json(run_dir / f"eval_{split}.json", record)
         if split == "test":
             write_predictions(run_dir / "predictions.csv", images, probs, data / split)
+            fields = {"test_acc": result["accuracy"], "test_top5": result.get("top5")}
+            if runs.read_summary(run_dir).get("message_key") in TEST_NOTES:
+                fields |= {"message": "", "message_key": "", "message_params": {}}
+            runs.update_summary(run_dir, **fields)
         stored = run_dir / f"eval_{split}.json"
     else:
         stored = run_dir / "evaluations" / f"{_slug(data.resolve().name)}-{split}-{split_id[:8]}.json"

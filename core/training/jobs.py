@@ -87,8 +87,7 @@ class JobRegistry:
             if job is not None and job.status in ("queued", "running"):
                 return job.run_id
             from_checkpoint = runs.resume_from_checkpoint(run_dir)
-            config = TrainConfig.from_dict({k: v for k, v in runs.read_config(run_dir).items()
-                                            if k in TrainConfig.__dataclass_fields__})
+            config = TrainConfig.of_run(runs.read_config(run_dir))
             runs.update_summary(run_dir, status="queued", **runs.owner())
             self._enqueue(Job(run_dir, config, cache_dir, resume=from_checkpoint))
             return run_dir.name

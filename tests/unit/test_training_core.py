@@ -23,7 +23,7 @@ from core.training import checkpoint, engine
 from core.training.config import SCHEDULERS, TrainConfig
 from core.runs import create_run
 from core.training.engine import Trainer
-from core.training.evaluate import metrics
+from core.training.evaluate import evaluate_run, metrics
 
 # A small network (a few thousand weights) keeps the tests fast; the presets have their own tests.
 TINY = {"spec": {"name": "tiny", "blocks": [{"out": 8, "bn": True, "pool": "max"}, {"out": 16, "bn": True, "pool": "max"}],
@@ -445,7 +445,8 @@ def test_the_test_split_is_counted_not_decoded_while_training(split, cache, tmp_
     assert summary["status"] == "finished" and 0 <= summary["test_acc"] <= 1  # evaluated at the end
 
 
-def test_a_split_deleted_during_training_leaves_a_finished_run_to_evaluate_later(split, cache, tmp_path, workspace):
+def test_a_split_deleted_during_training_leaves_a_finished_run_to_evaluate_later(split, cache, tmp_path, workspace,
+                                                                              capsys):
     from core.cli import main
     from core.i18n import t
     from core.runs.compare import comparable_runs
@@ -469,13 +470,14 @@ def test_a_split_deleted_during_training_leaves_a_finished_run_to_evaluate_later
 
     # Evaluated on another copy of the data: a result, but not the run's own test accuracy.
     shutil.copytree(split, other)
-    result = engine.evaluate_test(run_dir, data=other, cache_dir=cache)
+    result = evaluate_run(run_dir, data=other, split="test", cache_dir=cache)
     assert result["n"] == 30 and "test_acc" not in runs.read_summary(run_dir)
     assert main(["evaluate", str(run_dir), "--data", str(other), "--json"]) == 0
 
     # Its own split back: the note goes, the test accuracy comes, and Compare lists the run.
     shutil.move(away, data)
-    result = engine.evaluate_test(run_dir, cache_dir=cache)
+    assert main(["evaluate", str(run_dir), "--json"]) == 0  # what the note tells the user to do
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     summary = runs.read_summary(run_dir)
     assert summary["test_acc"] == pytest.approx(result["accuracy"]) and summary["message_key"] == ""
     assert summary["status"] == "finished" and run_dir in comparable_runs(tmp_path / "runs")
@@ -825,3 +827,16 @@ def test_any_other_error_fails_the_run_with_its_message(split, cache, tmp_path, 
         train(config(split), tmp_path, cache)
     [run_dir] = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert runs.read_summary(run_dir)["message"] == "RuntimeError: mat1 and mat2 shapes cannot be multiplied"
+
+
+def test_a_run_resumes_with_the_settings_it_trained_with(split, cache, tmp_path):
+    from core.data.split import read_split_info
+
+    run_dir, _ = train(config(split, epochs=1), tmp_path / "runs", cache)
+    saved = runs.read_config(run_dir)
+    # The trainer's config rewrite keeps the identity of the split the run was pinned to.
+    assert saved["split_id"] == read_split_info(split)["id"] == runs.read_summary(run_dir)["split_id"]
+    assert TrainConfig.of_run(saved) == config(split, epochs=1)
+    # A run saved before frozen_bn existed resumes as it trained: frozen BatchNorm followed the data.
+    del saved["frozen_bn"]
+    assert TrainConfig.of_run(saved).frozen_bn == "train"
