@@ -12,7 +12,7 @@ import ui
 from core import charts, device, models
 from core.data.augment import AUGMENT_PRESETS
 from core import runs
-from core.training.config import EARLY_STOP_METRICS, OPTIMIZERS, SCHEDULERS, TrainConfig
+from core.training.config import EARLY_STOP_METRICS, FROZEN_BN, OPTIMIZERS, SCHEDULERS, TrainConfig
 from core.training.jobs import registry
 from core.training.live import WatchingTabs
 
@@ -90,6 +90,8 @@ def settings_form() -> TrainConfig | None:
             early_stop_metric = c[1].selectbox(ui.t("training.early_stop_metric"), EARLY_STOP_METRICS,
                                                format_func=lambda m: ui.t(f"training.metric.{m}"))
             amp = c[2].checkbox(ui.t("training.amp"), value=True, help=ui.t("training.amp_help"))
+            frozen_bn = c[3].selectbox(ui.t("training.frozen_bn"), FROZEN_BN, help=ui.t("training.frozen_bn_help"),
+                                       format_func=lambda m: ui.t(f"training.frozen_bn.{m}"))
             name = st.text_input(ui.t("training.name"), placeholder=ui.t("training.name_hint"))
         c = st.columns([1, 1, 4])
         start = c[0].form_submit_button(ui.t("training.start"), type="primary")
@@ -103,7 +105,7 @@ def settings_form() -> TrainConfig | None:
         batch_size=int(batch_size), epochs=int(epochs), optimizer=optimizer, lr=float(lr),
         weight_decay=float(weight_decay), momentum=float(momentum), nesterov=nesterov, scheduler=scheduler,
         step_size=int(step_size), gamma=float(gamma), label_smoothing=float(label_smoothing),
-        augment=augment, normalization=normalization, early_stop_metric=early_stop_metric,
+        augment=augment, normalization=normalization, early_stop_metric=early_stop_metric, frozen_bn=frozen_bn,
         early_stop_patience=int(patience), freeze_epochs=int(freeze_epochs),
         unfreeze_lr_factor=float(unfreeze_factor), device=run_device, seed=int(seed), amp=amp,
         tensorboard=tensorboard, histogram_every=int(histogram_every))

@@ -112,13 +112,14 @@ def test_every_setting_of_the_form_reaches_the_run_config(demo_split):
     widget("selectbox", "training.early_stop_metric").set_value("val_loss")
     widget("checkbox", "training.amp").uncheck()
     widget("number_input", "training.histogram_every").set_value(7)
+    widget("selectbox", "training.frozen_bn").set_value("train")
     next(b for b in at.button if b.label == label("training.start")).click().run()
     assert not at.exception, [e.value for e in at.exception]
     [run] = runs.list_runs(demo_split.runs)
     assert registry().wait(timeout=120)
     config = runs.read_config(run.path)
     assert {k: config[k] for k in ("optimizer", "scheduler", "momentum", "nesterov", "step_size", "gamma",
-                                   "early_stop_metric", "amp", "histogram_every")} == {
+                                   "early_stop_metric", "amp", "histogram_every", "frozen_bn")} == {
         "optimizer": "sgd", "scheduler": "step", "momentum": 0.8, "nesterov": True, "step_size": 2,
-        "gamma": 0.5, "early_stop_metric": "val_loss", "amp": False, "histogram_every": 7}
+        "gamma": 0.5, "early_stop_metric": "val_loss", "amp": False, "histogram_every": 7, "frozen_bn": "train"}
     assert runs.read_summary(run.path)["status"] == "finished"
