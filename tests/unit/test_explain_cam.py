@@ -316,3 +316,26 @@ def test_one_mode_rule_runs_in_eval_and_keeps_a_mixed_model_mixed():
                 lambda: feature_maps(model, x, "features.1"), lambda: explain(model, info, photo)):
         use()
         assert [m.training for m in model.modules()] == modes
+
+
+def test_a_layer_no_cam_can_get_through_is_a_user_error_naming_it():
+    """A network whose forward reads a layer's output as numbers (which a CAM's gradient forbids)
+    gets a sentence naming the layer, not a traceback, and is handed back as it was."""
+
+    class ReadsItsMap(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            y = self.conv(x)
+            scale = float(y.numpy().std())  # fine in a plain forward, not on a tensor that needs a gradient
+            return self.fc(y.mean((2, 3)) * scale)
+
+    model = ReadsItsMap().eval()
+    before = model_state(model)
+    with pytest.raises(UserError) as err:
+        compute_cams(model, torch.rand(1, 3, 16, 16), "conv", "gradcam")
+    assert err.value.key == "explain.layer_failed" and "conv" in err.value.message("en")
+    assert model_state(model) == before
