@@ -11,8 +11,21 @@ import ui
 from core import charts
 from core.data.augment import AUGMENT_PRESETS, augment_preview
 from core.data.cache import cache_cap, cache_size, clear_cache, decode_resized
+from core.data.cifar import CifarFolder, find_cifar, import_cifar
+from core.data.cifar import summary as cifar_summary
 from core.data.demo import make_demo
-from core.data.files import folder_signature
+from core.data.existing import (
+    DEFAULT_HOLD_OUT,
+    ExistingReport,
+    ExistingSplit,
+    find_existing,
+    from_parts,
+    import_existing,
+    inspect_existing,
+    pooled,
+    summary_params,
+)
+from core.data.files import folder_signature, natural_order
 from core.data.images import open_image
 from core.data.scan import HealthReport, sample_paths, scan
 from core.data.split import (
@@ -38,6 +51,26 @@ def cached_scan(folder: str, signature: str) -> HealthReport:
     return scan(folder)
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def cached_existing(key: str, signature: str, _split: ExistingSplit) -> ExistingReport:
+    """The health report of each part of an existing split (`key` names the parts)."""
+    return inspect_existing(_split)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def cached_pooled(key: str, signature: str, _split: ExistingSplit) -> HealthReport:
+    return pooled(_split)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def cached_cifar(folder: str, signature: str, _cifar: CifarFolder) -> dict:
+    return cifar_summary(_cifar)
+
+
+def parts_signature(split: ExistingSplit) -> str:
+    return "||".join(folder_signature(folder) for folder in split.parts.values())
+
+
 @st.cache_data(show_spinner=False, max_entries=512)
 def thumbnail(path: str, mtime_ns: int) -> Image.Image:
     img = open_image(path)
@@ -52,6 +85,11 @@ def translated(note: tuple[str, dict] | None) -> str:
 def choose(folder: Path) -> None:
     """Select `folder` on the next run (the text field's value cannot change once it is drawn)."""
     st.session_state.data_folder_next = str(folder)
+    st.session_state.pop("data_parts", None)
+
+
+def folder_edited() -> None:
+    st.session_state.pop("data_parts", None)  # the folder field is the source again
 
 
 st.title(ui.t("nav.data"))
@@ -62,9 +100,11 @@ if "data_folder_next" in st.session_state:
     st.session_state.data_folder_input = st.session_state.pop("data_folder_next")
 elif "data_folder_input" not in st.session_state:
     st.session_state.data_folder_input = str(demo_dir) if demo_dir.is_dir() else ""
-tab_folder, tab_zip, tab_demo = st.tabs([ui.t("data.page.tab_folder"), ui.t("data.page.tab_zip"), ui.t("data.page.tab_demo")])
+tab_folder, tab_zip, tab_demo, tab_parts = st.tabs([ui.t("data.page.tab_folder"), ui.t("data.page.tab_zip"),
+                                                    ui.t("data.page.tab_demo"), ui.t("data.page.tab_parts")])
 with tab_folder:
-    st.text_input(ui.t("data.page.folder"), key="data_folder_input", help=ui.t("data.page.folder_help"))
+    st.text_input(ui.t("data.page.folder"), key="data_folder_input", help=ui.t("data.page.folder_help"),
+                  on_change=folder_edited)
 with tab_zip:
     upload = st.file_uploader(ui.t("data.page.zip"), type=["zip"], help=ui.t("data.page.zip_help"))
     if upload is not None and st.button(ui.t("data.page.zip_import")):
@@ -79,16 +119,159 @@ with tab_demo:
                 make_demo(demo_dir)
             choose(demo_dir)
             st.rerun()
+with tab_parts:
+    st.caption(ui.t("data.page.parts_what"))
+    for part in ("train", "val", "test"):
+        st.text_input(ui.t("data.page.parts_" + part), key="data_parts_" + part)
+    if st.button(ui.t("data.page.parts_use"), key="data_parts_use"):
+        st.session_state.data_parts = {part: st.session_state["data_parts_" + part].strip() for part in ("train", "val", "test")}
 
 folder = st.session_state.data_folder_input.strip()
-if not folder:
+given_parts = st.session_state.get("data_parts")
+if not folder and not given_parts:
     st.info(ui.t("data.page.pick"))
+    st.stop()
+
+
+def cifar_page(cifar: CifarFolder) -> None:
+    """A CIFAR batches folder: what it holds, and its import as a split of PNG files."""
+    st.header(ui.t("data.page.cifar"))
+    with st.spinner(ui.t("data.page.scanning")):
+        facts = cached_cifar(str(cifar.folder), folder_signature(cifar.folder), cifar)
+    st.info(ui.t("data.cifar.summary", **facts))
+    c1, c2 = st.columns(2)
+    val = c1.slider(ui.t("data.page.hold_out"), 0, 45, round(100 * DEFAULT_HOLD_OUT), 5, format="%d%%",
+                    key="data_cifar_val", help=ui.t("data.page.hold_out_help"))
+    seed = c2.number_input(ui.t("data.page.seed"), 0, 2**31 - 1, 42, 1, key="data_cifar_seed")
+    target = import_target(ws.splits / cifar.kind)
+    if st.button(ui.t("data.page.cifar_import"), type="primary", key="import_cifar"):
+        with ui.user_errors(), st.spinner(ui.t("data.page.cifar_working")):
+            info = import_cifar(cifar.folder, target, val / 100, int(seed), force=True, runs_dir=ws.runs)
+            ui.set_current_split(target.resolve())
+            st.session_state.data_import_done = (str(target.resolve()), sum(sum(c.values()) for c in info["counts"].values()))
+    done_message()
+
+
+def import_target(default: Path) -> Path:
+    """The output folder field; a split that runs use there is kept and the next version is written."""
+    out = Path(st.text_input(ui.t("data.page.split_out"), value=str(default),
+                             help=ui.t("data.page.split_out_help"))).expanduser()
+    used = runs_using(out, ws.runs) if (out / INFO_FILE).is_file() else []
+    if used:
+        target = next_version(out)
+        st.info(ui.t("data.page.in_use", out=out, n=len(used), runs=", ".join(r.name for r in used[:5]), new=target))
+        return target
+    if (out / INFO_FILE).is_file():
+        st.caption(ui.t("data.page.import_replaces", out=out))
+    return out
+
+
+def done_message() -> None:
+    done = st.session_state.get("data_import_done")
+    if done:
+        st.success(ui.t("data.page.import_done", out=done[0], n=done[1]))
+
+
+def existing_page(split: ExistingSplit) -> None:
+    """An existing split: the health of each part, and its import kept as given."""
+    key = "|".join(f"{part}={folder}" for part, folder in split.parts.items())
+    with st.spinner(ui.t("data.page.scanning")):
+        ex = cached_existing(key, parts_signature(split), split)
+    st.header(ui.t("data.page.health"))
+    st.info(ui.t("data.existing.summary", root=split.source, **summary_params(ex)))
+    if split.is_split():
+        st.success(ui.t("data.existing.ready", path=split.root))
+        if st.button(ui.t("data.page.use_split"), key="use_split"):
+            ui.set_current_split(split.root)
+            st.rerun()
+        return
+    parts = list(ex.reports)
+    problems = sum(len(r.problems) for r in ex.reports.values())
+    cols = st.columns(4)
+    cols[0].metric(ui.t("data.page.classes"), len(ex.classes))
+    cols[1].metric(ui.t("data.page.images"), sum(ex.totals().values()))
+    cols[2].metric(ui.t("data.page.problems"), problems)
+    cols[3].metric(ui.t("data.page.leakage"), len(ex.leakage))
+    rows, display = ex.counts(), ex.display_of()
+    order = [list(rows)[i] for i in natural_order(list(rows))]
+    table = pd.DataFrame({ui.t("data.page.col_class"): order, ui.t("data.page.col_display"): [display[c] for c in order]}
+                         | {split.given(p): [rows[c][p] for c in order] for p in parts})
+    left, right = st.columns([2, 3])
+    left.dataframe(table, hide_index=True)
+    right.plotly_chart(charts.class_balance([display[c] for c in order], [rows[c]["train"] for c in order],
+                                            ui.t("data.page.balance_train", part=split.given("train")),
+                                            ui.t("data.page.col_images")))
+    missing = ex.missing()
+    for part, names in missing.items():
+        st.warning(ui.t("data.existing.missing", part=split.given(part), names=", ".join(display[n] for n in names)))
+    exclude = sorted({n for names in missing.values() for n in names})
+    if exclude and not st.checkbox(ui.t("data.page.leave_out_missing"), key="data_leave_out_missing"):
+        exclude = []
+    if split.unlabeled:
+        st.caption(ui.t("data.existing.unlabeled", names=", ".join(split.unlabeled)))
+    issues = [(f"{split.given(part)}/{i.path}", i) for part, r in ex.reports.items() for i in r.problems]
+    if issues:
+        with st.expander(ui.t("data.page.problem_list", n=len(issues)), expanded=True):
+            st.dataframe(pd.DataFrame({
+                ui.t("data.page.col_file"): [path for path, _ in issues],
+                ui.t("data.page.col_reason"): [ui.t("data.reason." + i.kind) + (f" ({i.detail})" if i.detail else "")
+                                               for _, i in issues]}), hide_index=True)
+    groups = [[f"{split.given(part)}/{path}" for path in group] for part, r in ex.reports.items() for group in r.duplicates]
+    if groups:
+        with st.expander(ui.t("data.page.duplicate_list", n=len(groups))):
+            for group in groups:
+                st.text(" = ".join(group))
+    if ex.leakage:
+        st.warning(ui.t("data.existing.leakage", n=len(ex.leakage)))
+        with st.expander(ui.t("data.page.leakage_list", n=len(ex.leakage))):
+            for group in ex.leakage:
+                st.text(" = ".join(group))
+
+    st.header(ui.t("data.page.use_as_given"))
+    st.caption(ui.t("data.page.as_given_what"))
+    c1, c2 = st.columns(2)
+    hold_out = 0
+    if "val" not in split.parts:
+        hold_out = c1.slider(ui.t("data.page.hold_out"), 0, 45, round(100 * DEFAULT_HOLD_OUT), 5, format="%d%%",
+                             key="data_hold_out", help=ui.t("data.page.hold_out_help"))
+        if hold_out == 0:
+            st.caption(ui.t("data.page.no_validation"))
+    seed = c2.number_input(ui.t("data.page.seed"), 0, 2**31 - 1, 42, 1, key="data_as_given_seed")
+    target = import_target(ws.splits / split.name)
+    if st.button(ui.t("data.page.import_button"), type="primary", key="import_existing"):
+        with ui.user_errors(), st.spinner(ui.t("data.page.working")):
+            info = import_existing(ex, target, hold_out / 100, int(seed), force=True, small="train_only",
+                                   exclude=exclude, runs_dir=ws.runs)
+            ui.set_current_split(target.resolve())
+            st.session_state.data_import_done = (str(target.resolve()), sum(sum(c.values()) for c in info["counts"].values()))
+    done_message()
+
+
+existing = cifar = None
+with ui.user_errors():
+    if given_parts:
+        existing = from_parts(given_parts["train"], given_parts["val"] or None, given_parts["test"] or None)
+    else:
+        cifar = find_cifar(folder)
+        existing = None if cifar else find_existing(folder)
+if given_parts and existing is None:
+    st.stop()  # the error is shown
+if cifar is not None:
+    cifar_page(cifar)
+    st.stop()
+resplit = existing is not None and existing.root is not None and not existing.is_split() \
+    and st.toggle(ui.t("data.page.resplit"), key="data_resplit", help=ui.t("data.page.resplit_help"))
+if existing is not None and not resplit:
+    existing_page(existing)
     st.stop()
 if st.button(ui.t("data.page.rescan"), help=ui.t("data.page.rescan_help")):
     cached_scan.clear()  # files edited in place keep their folder's signature
 try:
     with st.spinner(ui.t("data.page.scanning")):
-        report = cached_scan(str(Path(folder).expanduser()), folder_signature(Path(folder).expanduser()))
+        if resplit:  # every part of the existing split pooled, then split by the sliders below
+            report = cached_pooled(str(existing.root), parts_signature(existing), existing)
+        else:
+            report = cached_scan(str(Path(folder).expanduser()), folder_signature(Path(folder).expanduser()))
 except UserError as err:
     ui.show_error(err)
     st.stop()

@@ -92,6 +92,7 @@ class HealthReport:
     sizes: dict[str, dict[str, int]]  # width/height -> min/median/max
     formats: dict[str, int]
     ignored: int  # hidden and system files skipped
+    digests: dict[str, str] = field(default_factory=dict, repr=False)  # rel -> sha256 of each readable image
 
     @property
     def class_names(self) -> list[str]:
@@ -111,6 +112,7 @@ class HealthReport:
 
     def to_dict(self) -> dict:
         data = asdict(self)
+        data.pop("digests")
         data["root"] = str(self.root)
         data["total_images"] = self.total_images
         return data
@@ -213,28 +215,42 @@ def scan(path: str | Path, workers: int = 4) -> HealthReport:
     Raises a UserError when `path` is not a folder of class folders.
     """
     root = find_root(path)
-    display = read_display_names(root)
-    folders = class_folders(root)
+    return scan_folders(root, {f.name: [f] for f in class_folders(root)}, workers=workers)
+
+
+def scan_folders(root: Path, folders: dict[str, list[Path]], loose_in: list[Path] | None = None,
+                 display: dict[str, str] | None = None, workers: int = 4) -> HealthReport:
+    """The health report of classes whose images lie in the given folders under `root` (one
+    folder per class for a plain dataset; one per part for the parts of an existing split pooled).
+
+    Files lying loose in `loose_in` (default: `root`) are listed as outside any class; paths in
+    the report are relative to `root`.
+    """
+    display = read_display_names(root) if display is None else display
     jobs: list[tuple[str, Path, str]] = []
     ignored = 0
     problems: list[FileIssue] = []
-    for entry in root.iterdir():
-        if is_ignored(entry.name):
-            ignored += 1
-        elif entry.is_file() and entry.name != CAT_TO_NAME and entry.name != "annotations.csv":
-            problems.append(FileIssue(entry.name, "outside_class"))
-    for folder in folders:
-        for path_ in class_files(folder):
-            jobs.append((folder.name, path_, path_.relative_to(root).as_posix()))
-        ignored += sum(1 for p in folder.rglob("*") if is_ignored(p.name))
+    for where in loose_in or [root]:
+        for entry in where.iterdir():
+            if is_ignored(entry.name):
+                ignored += 1
+            elif entry.is_file() and entry.name != CAT_TO_NAME and entry.name != "annotations.csv":
+                problems.append(FileIssue(entry.relative_to(root).as_posix(), "outside_class"))
+    for cls in sorted(folders):
+        for folder in folders[cls]:
+            for path_ in class_files(folder):
+                jobs.append((cls, path_, path_.relative_to(root).as_posix()))
+            ignored += sum(1 for p in folder.rglob("*") if is_ignored(p.name))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(lambda job: _inspect(job[1], job[2]), jobs))
 
-    images: dict[str, list[str]] = {f.name: [] for f in folders}
+    images: dict[str, list[str]] = {cls: [] for cls in sorted(folders)}
+    class_of = {rel: cls for cls, _, rel in jobs}
     bad_per_class: Counter = Counter()
     notes: list[FileIssue] = []
     by_digest: dict[str, list[str]] = defaultdict(list)
+    digests: dict[str, str] = {}
     widths, heights, formats = [], [], Counter()
     for (cls, _, _), facts in zip(jobs, results):
         if facts.problem:
@@ -244,6 +260,7 @@ def scan(path: str | Path, workers: int = 4) -> HealthReport:
         images[cls].append(facts.rel)
         notes += [FileIssue(facts.rel, note) for note in facts.notes]
         by_digest[facts.digest].append(facts.rel)
+        digests[facts.rel] = facts.digest
         widths.append(facts.size[0])
         heights.append(facts.size[1])
         formats[facts.format or "?"] += 1
@@ -255,21 +272,17 @@ def scan(path: str | Path, workers: int = 4) -> HealthReport:
     for group in duplicates:
         for rel in group[1:]:
             dropped.add(rel)
-            copies[_class_of(rel)] += 1
-            copies_of[_class_of(rel)].add(_class_of(group[0]))
-    images = {cls: [rel for rel in files if rel not in dropped] for cls, files in images.items()}
+            copies[class_of[rel]] += 1
+            copies_of[class_of[rel]].add(class_of[group[0]])
+    images = {cls: sorted(rel for rel in files if rel not in dropped) for cls, files in images.items()}
 
-    classes = [ClassInfo(f.name, display.get(f.name, f.name), len(images[f.name]), bad_per_class[f.name],
-                         copies[f.name], sorted(copies_of[f.name])) for f in folders]
+    classes = [ClassInfo(cls, display.get(cls, cls), len(images[cls]), bad_per_class[cls],
+                         copies[cls], sorted(copies_of[cls])) for cls in sorted(folders)]
     sizes = {}
     for axis, values in (("width", widths), ("height", heights)):
         if values:
             sizes[axis] = {"min": min(values), "median": int(statistics.median(values)), "max": max(values)}
-    return HealthReport(root, classes, images, problems, notes, duplicates, sizes, dict(formats), ignored)
-
-
-def _class_of(rel: str) -> str:
-    return rel.split("/", 1)[0]
+    return HealthReport(root, classes, images, problems, notes, duplicates, sizes, dict(formats), ignored, digests)
 
 
 def sample_paths(report: HealthReport, per_class: int = 6, seed: int = 0) -> dict[str, list[Path]]:

@@ -24,7 +24,7 @@ import random
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from core.atomic import read_json, write_json
@@ -45,9 +45,27 @@ def read_split_info(split_dir: str | Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError("data.not_split", path=str(split_dir)) from None
+        raise _not_split(Path(split_dir)) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError("data.bad_split_info", path=str(path), reason=str(err)) from None
+
+
+def _not_split(folder: Path) -> UserError:
+    """Why `folder` cannot be trained on, with the one command that imports it when it is an
+    existing split or CIFAR batches (never re-split silently)."""
+    from core.data import cifar as batches
+    from core.data.existing import find_existing, import_command
+
+    try:
+        cifar = batches.find_cifar(folder)
+        existing = None if cifar else find_existing(folder)
+    except UserError:
+        cifar = existing = None
+    if cifar is not None:
+        return UserError("data.not_split_cifar", path=str(folder), command=batches.import_command(cifar))
+    if existing is not None:
+        return UserError("data.not_split_existing", path=str(folder), command=import_command(existing))
+    return UserError("data.not_split", path=str(folder))
 
 
 def _check_ratios(val: float, test: float) -> None:
@@ -141,7 +159,7 @@ def counts(plan: dict, classes: list[str]) -> dict[str, dict[str, int]]:
     return {c: {s: len(plan["assign"][s].get(c, [])) for s in SPLITS} for c in classes}
 
 
-def _place(src: Path, dst: Path, mode: str) -> str:
+def place(src: Path, dst: Path, mode: str) -> str:
     """Hard-link (or copy) one file; returns the mode actually used."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     if mode == "link":
@@ -154,7 +172,9 @@ def _place(src: Path, dst: Path, mode: str) -> str:
     return "copy"
 
 
-def _guard_output(src: Path, out: Path, force: bool, runs_dir: str | Path | None) -> None:
+def guard_output(src: Path, out: Path, force: bool, runs_dir: str | Path | None) -> None:
+    """Refuse an OUT that overlaps the source, is not a split, is a split runs use, or (without
+    `force`) is any split."""
     if out == src or out.is_relative_to(src) or src.is_relative_to(out):
         raise UserError("data.split_inside_source", out=str(out), src=str(src))
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -198,7 +218,7 @@ def split_dataset(
     report = report or scan(src)
     root = report.root
     out = Path(out).expanduser().resolve()
-    _guard_output(root, out, force, runs_dir)
+    guard_output(root, out, force, runs_dir)
     plan = plan_split(report, val, test, seed, small, exclude)
     if plan["too_small"]:
         name, have = plan["too_small"][0]
@@ -208,18 +228,15 @@ def split_dataset(
         raise UserError("data.no_usable_classes", path=str(root))
 
     display = dict(zip(report.class_names, report.display_names))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+
+    def fill(tmp: Path) -> dict:
         modes = set()
         for split in SPLITS:  # a part with a share of 0 gets no folder: readers test for it
-            for files in plan["assign"][split].values():
+            for cls, files in plan["assign"][split].items():
                 for rel in files:
-                    modes.add(_place(root / rel, tmp / split / rel, mode))
+                    modes.add(place(root / rel, tmp / split / _dest(rel, cls), mode))
         _write_annotations(root, tmp, plan)
-        info = {
-            "id": _identity({split: [rel for files in plan["assign"][split].values() for rel in files]
-                             for split in SPLITS}),
+        return {
             "source": str(root),
             "seed": seed,
             "ratios": {"train": round(1 - val - test, 6), "val": val, "test": test},
@@ -231,9 +248,35 @@ def split_dataset(
             "left_out": plan["left_out"],
             "train_only": plan["train_only"],
         }
-        (tmp / INFO_FILE).write_text(json.dumps(info, ensure_ascii=False, indent=2), encoding="utf-8")
+
+    return write_split(out, fill)
+
+
+def _dest(rel: str, cls: str) -> str:
+    """Where a file goes under its part: as it lies under its class folder ("daisy/x.jpg"), or,
+    pooled from the parts of an existing split ("train/daisy/x.jpg"), under its class with the part
+    kept as a sub-folder ("daisy/train/x.jpg"), so equal names in two parts never collide."""
+    parts = rel.split("/")
+    if parts[0] == cls:
+        return rel
+    if len(parts) > 2 and parts[1] == cls:
+        return "/".join([cls, parts[0], *parts[2:]])
+    raise ValueError(f"{rel} is not under class {cls}")
+
+
+def write_split(out: Path, fill: Callable[[Path], dict]) -> dict:
+    """Build a split with `fill(folder)` (which writes the parts and returns the info) in a
+    temporary folder beside OUT, add its identity, write `split.json` and rename it into place:
+    a split folder is never half-written. Any previous OUT must have been checked by
+    `guard_output` (only a split no run uses is replaced)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        fields = fill(tmp)
+        info = {"id": split_identity(tmp), **fields}
+        write_json(tmp / INFO_FILE, info)
         if out.exists():
-            shutil.rmtree(out)  # only ever a previous split no run uses (checked by _guard_output)
+            shutil.rmtree(out)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

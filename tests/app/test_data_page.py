@@ -8,7 +8,11 @@ from streamlit.testing.v1 import AppTest
 from core import i18n
 from core.data.split import read_split_info
 from tests.conftest import ROOT
-from tests.unit.test_data_scan import NUMBERED_READING, make_bad_folder, make_numbered_folder
+from tests.unit.test_data_scan import (
+    NUMBERED_READING,
+    make_bad_folder,
+    make_numbered_folder,
+)
 
 
 def open_data_page(lang: str = "en") -> AppTest:
@@ -151,3 +155,69 @@ def test_split_preview_shows_display_names_in_natural_order(workspace, tmp_path)
     preview = at.dataframe[-1].value
     assert list(preview.index) == NUMBERED_READING + ["total"]
     assert list(at.dataframe[0].value["Name"]) == NUMBERED_READING  # the health table agrees
+
+
+def test_an_existing_split_is_shown_as_a_split_and_imported_as_given(workspace, tmp_path):
+    """Issue 12: train/ + valid/ was listed as a dataset whose classes are "train" and "valid"."""
+    from tests.unit.test_data_existing import files_of, make_existing, make_part
+
+    root = make_existing(tmp_path / "flowers", {"train": 4, "valid": 2})
+    make_part(root / "test", 1, classes=("daisy", "rose"), seed=900)  # test lacks tulip
+    at = open_data_page()
+    at.text_input(key="data_folder_input").set_value(str(root)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("an existing split: train 12 / valid 6 / test 2, 3 classes" in i.value for i in at.info)
+    assert metric(at, "data.page.classes") == "3" and metric(at, "data.page.images") == "20"
+    columns = [i18n.t("data.page.col_class", "en"), i18n.t("data.page.col_display", "en"), "train", "valid", "test"]
+    assert list(at.dataframe[0].value.columns) == columns
+    assert list(at.dataframe[0].value[columns[0]]) == ["daisy", "rose", "tulip"]
+    assert any("test lacks these classes: tulip" in w.value for w in at.warning)
+    at.button(key="import_existing").click().run()
+    assert not at.exception and any("tulip" in e.value for e in at.error)  # refused, naming the class
+    out = workspace.splits / "flowers"
+    assert not out.exists()
+    at.checkbox(key="data_leave_out_missing").check().run()
+    at.button(key="import_existing").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    info = read_split_info(out)
+    assert info["kept_as_given"] and info["classes"] == ["daisy", "rose"]
+    assert files_of(out / "val") == {p for p in files_of(root / "valid") if not p.startswith("tulip")}
+    assert workspace.state()["current_split"] == str(out)
+    assert any(str(out) in s.value for s in at.success)
+
+    # pooled and split again instead: the usual sliders, on every part's images
+    at.toggle(key="data_resplit").set_value(True).run()
+    assert not at.exception and metric(at, "data.page.images") == "20"
+    assert list(at.dataframe[0].value[columns[0]]) == ["daisy", "rose", "tulip"]
+    assert at.dataframe[-1].value.loc["total"].sum() == 20  # the split preview of the pooled images
+
+
+def test_separate_folders_and_cifar_batches_from_the_page(workspace, tmp_path):
+    from tests.unit.test_data_cifar import make_cifar10
+    from tests.unit.test_data_existing import files_of, make_part
+
+    train = make_part(tmp_path / "here" / "training_set", 10)
+    test = make_part(tmp_path / "there" / "test_set", 2, seed=500)
+    at = open_data_page()
+    at.text_input(key="data_parts_train").set_value(str(train))
+    at.text_input(key="data_parts_test").set_value(str(test))
+    at.button(key="data_parts_use").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("training_set 30 / test_set 6, 3 classes" in i.value for i in at.info)
+    assert at.slider(key="data_hold_out").value == 10  # no validation folder: 10% of train held out
+    at.slider(key="data_hold_out").set_value(20).run()
+    at.button(key="import_existing").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    info = read_split_info(workspace.splits / "training_set")
+    assert info["counts"]["rose"] == {"train": 8, "val": 2, "test": 2}
+    assert files_of(workspace.splits / "training_set" / "test") == files_of(test)
+
+    src = make_cifar10(tmp_path / "cifar-10-batches-py")
+    at.text_input(key="data_folder_input").set_value(str(tmp_path)).run()  # the folder holding it
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("cifar-10 batches: train 40 / test 8, 4 classes" in i.value for i in at.info)
+    at.button(key="import_cifar").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    info = read_split_info(workspace.splits / "cifar-10")
+    assert info["source"] == str(src) and info["counts"]["cat"] == {"train": 9, "val": 1, "test": 2}
+    assert workspace.state()["current_split"] == str(workspace.splits / "cifar-10")
