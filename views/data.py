@@ -149,7 +149,7 @@ def cifar_page(cifar: CifarFolder) -> None:
             info = import_cifar(cifar.folder, target, val / 100, int(seed), force=True, runs_dir=ws.runs)
             ui.set_current_split(target.resolve())
             st.session_state.data_import_done = (str(target.resolve()), sum(sum(c.values()) for c in info["counts"].values()))
-    done_message()
+    done_message(target)
 
 
 def import_target(default: Path) -> Path:
@@ -166,9 +166,9 @@ def import_target(default: Path) -> Path:
     return out
 
 
-def done_message() -> None:
+def done_message(target: Path) -> None:
     done = st.session_state.get("data_import_done")
-    if done:
+    if done and done[0] == str(target.resolve()):
         st.success(ui.t("data.page.import_done", out=done[0], n=done[1]))
 
 
@@ -244,7 +244,7 @@ def existing_page(split: ExistingSplit) -> None:
                                    exclude=exclude, runs_dir=ws.runs)
             ui.set_current_split(target.resolve())
             st.session_state.data_import_done = (str(target.resolve()), sum(sum(c.values()) for c in info["counts"].values()))
-    done_message()
+    done_message(target)
 
 
 existing = cifar = None
