@@ -7,7 +7,6 @@ with a message, before anything it names is imported or called.
 """
 from __future__ import annotations
 
-import codecs
 import io
 import os
 import pickle
@@ -50,8 +49,15 @@ _ALLOWED = {
     ("numpy._core.numeric", "_frombuffer"): _frombuffer,
     ("numpy", "ndarray"): lambda: np.ndarray,
     ("numpy", "dtype"): lambda: np.dtype,
-    ("_codecs", "encode"): lambda: codecs.encode,  # bytes in a protocol-2 pickle written by Python 3
+    ("_codecs", "encode"): lambda: _latin1,  # bytes in a protocol-2 pickle written by Python 3
 }
+
+
+def _latin1(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """`_codecs.encode` as Python 3 pickles bytes, and only that: no codec lookup by name."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r}")
+    return text.encode("latin-1", errors)
 
 
 class _SafeUnpickler(pickle.Unpickler):

@@ -1,9 +1,11 @@
 """CIFAR-10/100 python batches as a split of PNG files; pickles read without running code."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,26 @@ from core.errors import UserError
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
+class _Py2Pickler(pickle._Pickler):
+    """Writes bytes as Python 2 `str` (BINSTRING), as the 2009 batches hold their keys and pixels."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_str(self, obj: bytes) -> None:
+        n = len(obj)
+        self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else pickle.BINSTRING + struct.pack("<i", n) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_str
+
+
+def py2_pickle(obj) -> bytes:
+    """A pickle like the official files: protocol 2, Python 2 strings, numpy 1's module path."""
+    buf = io.BytesIO()
+    _Py2Pickler(buf, protocol=2).dump(obj)
+    return buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+
+
 def _batch(rng, labels: list[int], label_key: bytes) -> dict:
     """A batch as the Python 2 pickles hold it (bytes keys, uint8 rows of 3072 = R, G, B planes)."""
     n = len(labels)
@@ -26,15 +48,18 @@ def _batch(rng, labels: list[int], label_key: bytes) -> dict:
 
 
 def make_cifar10(folder: Path, per_class_per_batch: int = 2, test_per_class: int = 2, classes: int = 4) -> Path:
+    """Batches 1-4 and the meta file as Python 2 wrote them; batch 5 and the test batch as Python 3
+    writes protocol 2 (bytes through `_codecs.encode`)."""
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True, exist_ok=True)
     for b in range(1, 6):
         labels = [i % classes for i in range(per_class_per_batch * classes)]
-        (folder / f"data_batch_{b}").write_bytes(pickle.dumps(_batch(rng, labels, b"labels"), protocol=2))
+        batch = _batch(rng, labels, b"labels")
+        (folder / f"data_batch_{b}").write_bytes(py2_pickle(batch) if b < 5 else pickle.dumps(batch, protocol=2))
     labels = [i % classes for i in range(test_per_class * classes)]
     (folder / "test_batch").write_bytes(pickle.dumps(_batch(rng, labels, b"labels"), protocol=2))
     meta = {b"label_names": [n.encode() for n in CIFAR10_NAMES[:classes]], b"num_cases_per_batch": 10000, b"num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    (folder / "batches.meta").write_bytes(py2_pickle(meta))
     return folder
 
 
@@ -122,6 +147,10 @@ def test_other_globals_and_bad_batches_are_refused(tmp_path):
     path.write_bytes(b"cbuiltins\neval\n(S'1+1'\ntR.")  # protocol 0: builtins.eval("1+1")
     with pytest.raises(UserError, match="builtins.eval"):
         load_batch(path)
+    path.write_bytes(b"c_codecs\nencode\n(Vx\nVrot13\ntR.")  # a codec looked up by name
+    with pytest.raises(UserError) as err:
+        load_batch(path)
+    assert err.value.key == "data.cifar_bad"
     path.write_bytes(b"garbage")
     with pytest.raises(UserError) as err:
         load_batch(path)
