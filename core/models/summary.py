@@ -13,6 +13,8 @@ import torchinfo
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from core.models.modes import evaluating
+
 
 @dataclass
 class LayerRow:
@@ -44,17 +46,12 @@ class ModelSummary:
 
 def summarize(model: nn.Module, img_size: int, depth: int = 3) -> ModelSummary:
     """The layer table for one `img_size` x `img_size` RGB image, in eval mode, without grads."""
-    was_training = model.training
-    model.eval()
     counter = FlopCounterMode(display=False)
-    try:
-        with torch.no_grad(), counter:
-            info = torchinfo.summary(
-                model, input_size=(1, 3, img_size, img_size), depth=depth, verbose=0,
-                col_names=("output_size", "num_params", "trainable"), device="cpu",
-            )
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad(), counter:
+        info = torchinfo.summary(
+            model, input_size=(1, 3, img_size, img_size), depth=depth, verbose=0,
+            col_names=("output_size", "num_params", "trainable"), device="cpu",
+        )
     names = {id(module): name for name, module in model.named_modules()}
     rows = [
         LayerRow(

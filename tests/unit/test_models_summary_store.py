@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from core.cli import main
 from core.errors import UserError
@@ -31,6 +32,16 @@ def test_summary_counts_frozen_parameters():
     for preset in PRESETS[:2]:
         assert summarize(build_model({"preset": preset}, 10, 32), 32).output_shape == [1, 10]
     assert model.training  # summarize leaves the mode as it found it
+
+
+def test_summary_hands_each_module_its_own_mode_back():
+    import torch.nn as nn
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.zeros(2, 3, 8, 8))
+    model[1].eval()  # a BatchNorm kept in eval inside a training network (frozen transfer learning)
+    summarize(model, 8)
+    assert [m.training for m in model] == [True, False, True, True]
 
 
 def test_saved_specs_save_load_duplicate_and_delete(tmp_path):
