@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import streamlit as st
 
@@ -23,6 +23,13 @@ def lang() -> str:
 
 def t(key: str, **params: object) -> str:
     return i18n.t(key, lang(), **params)
+
+
+def option_label(pattern: str) -> Callable[[object], str]:
+    """A format_func showing option `v` as the translation of `pattern.format(v)` ("x.act_{}"),
+    in the language of this run (fixed now: the function may be called outside the script)."""
+    now = lang()
+    return lambda value: i18n.t(pattern.format(value), now)
 
 
 def workspace() -> Workspace:
@@ -46,6 +53,77 @@ def set_current_split(path: str | Path) -> None:
     ws = workspace()
     st.session_state.setdefault("current_splits", {})[str(ws.root)] = str(path)
     ws.remember(current_split=str(path))
+
+
+def setting(name: str, default: object = None) -> object:
+    """A page setting (a folder, a slider value): this session's own, else the last one set in
+    this workspace by any session (its default for new tabs), else `default`.
+
+    Kept outside widget keys: Streamlit drops a widget's state on pages that do not draw it, so
+    a slider would reset after a visit to another page."""
+    ws = workspace()
+    mine = st.session_state.setdefault("settings", {}).setdefault(str(ws.root), {})
+    if name in mine:
+        return mine[name]
+    return ws.state().get("settings", {}).get(name, default)
+
+
+def set_setting(name: str, value: object, shared: bool = True) -> None:
+    """Set this session's `name`; `shared` also makes it the workspace's default for new sessions."""
+    ws = workspace()
+    st.session_state.setdefault("settings", {}).setdefault(str(ws.root), {})[name] = value
+    if shared:
+        ws.remember(settings=ws.state().get("settings", {}) | {name: value})
+
+
+def bind(widget_key: str, name: str, default: object, shared: bool = True) -> None:
+    """Give the widget `widget_key` its remembered value before it is drawn (pair with
+    `on_change=ui.keep, args=(widget_key, name)`)."""
+    if widget_key not in st.session_state:
+        st.session_state[widget_key] = setting(name, default)
+
+
+def keep(widget_key: str, name: str, shared: bool = True) -> None:
+    """on_change callback: remember the widget's new value as setting `name`."""
+    set_setting(name, st.session_state[widget_key], shared)
+
+
+def image_size() -> int:
+    """The image size shared by the Model and Training pages for this session's split: the one
+    the user set for it, else a default from the split's own image sizes."""
+    split = current_split()
+    chosen = setting("img_size")
+    if isinstance(chosen, dict) and chosen.get("split") == split and isinstance(chosen.get("size"), int):
+        return chosen["size"]
+    return _suggested_size(split)
+
+
+def set_image_size(size: int) -> None:
+    """Remember `size` for this session's split (the Model and Training pages both read it)."""
+    set_setting("img_size", {"split": current_split(), "size": int(size)})
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _suggested_size(split: str | None) -> int:
+    from core.data.sizes import suggest_image_size
+
+    return suggest_image_size(split)
+
+
+# The Explain page's starting point, set by pages that open it (Compare): which runs to show
+# side by side and, optionally, which image. Explain reads it once with take_explain_request().
+EXPLAIN_REQUEST = "explain_request"
+
+
+def request_explain(runs: list[str], image: str | None = None) -> None:
+    """Ask the Explain page to show `runs` (run ids, at most the first two are shown side by
+    side) and, when given, `image` (an absolute path); the caller then switches page."""
+    st.session_state[EXPLAIN_REQUEST] = {"runs": list(runs), "image": image}
+
+
+def take_explain_request() -> dict | None:
+    """The pending request ({"runs": [run ids], "image": path or None}), removed once read."""
+    return st.session_state.pop(EXPLAIN_REQUEST, None)
 
 
 def show_error(err: UserError) -> None:

@@ -72,39 +72,50 @@ def load_saved(name: str) -> None:
 
 
 def block_editor(i: int, block: dict) -> None:
-    """One block's widgets; their values are written back into `block`."""
+    """One block's widgets; their values are written back into `block`.
+
+    Two rows of five fields, and the move/remove buttons beside the block's title with their
+    words (not bare arrows): everything stays readable in the narrow main column of a laptop."""
     k = f"blk_{block['id']}_"
     with st.container(border=True):
-        top = st.columns([1, 1.3, 1, 1, 1.4, 0.5, 0.5, 0.5], vertical_alignment="bottom")
-        top[0].markdown(f"**{ui.t('models.page.block', n=i + 1)}**")
-        block["out"] = top[1].number_input(ui.t("models.page.channels"), 1, 4096, int(block["out"]), key=k + "out")
-        block["kernel"] = top[2].selectbox(ui.t("models.page.kernel"), KERNELS, KERNELS.index(block["kernel"]) if block["kernel"] in KERNELS else 1, key=k + "kernel")
-        block["stride"] = top[3].selectbox(ui.t("models.page.stride"), (1, 2), block["stride"] - 1 if block["stride"] in (1, 2) else 0, key=k + "stride")
-        block["act"] = top[4].selectbox(ui.t("models.page.act"), ACTS, ACTS.index(block["act"]), key=k + "act")
-        top[5].button("↑", key=k + "up", on_click=move_block, args=(i, -1), disabled=i == 0, help=ui.t("models.page.move_up"))
-        top[6].button("↓", key=k + "down", on_click=move_block, args=(i, 1), disabled=i == len(ss.blocks) - 1, help=ui.t("models.page.move_down"))
-        top[7].button("✕", key=k + "remove", on_click=remove_block, args=(i,), help=ui.t("models.page.remove"))
-        low = st.columns([1, 1.3, 1.6, 1, 1, 1, 1], vertical_alignment="bottom")
-        block["pool"] = low[1].selectbox(ui.t("models.page.pool"), models.POOLS, models.POOLS.index(block["pool"]), key=k + "pool",
-                                         format_func=lambda v: ui.t(f"models.page.pool_{v}"))
-        block["attention"] = low[2].selectbox(ui.t("models.page.attention"), models.ATTENTIONS, models.ATTENTIONS.index(block["attention"]),
-                                              key=k + "attention", format_func=lambda v: ui.t(f"models.page.att_{v}"))
-        block["dropout"] = low[3].number_input(ui.t("models.page.dropout"), 0.0, 0.9, float(block["dropout"]), 0.05, key=k + "dropout")
-        block["bn"] = low[4].checkbox(ui.t("models.page.bn"), bool(block["bn"]), key=k + "bn")
+        title = st.container(horizontal=True, vertical_alignment="center", gap="small")
+        title.markdown(f"**{ui.t('models.page.block', n=i + 1)}**", width="stretch")
+        title.button(ui.t("models.page.up"), key=k + "up", on_click=move_block, args=(i, -1), disabled=i == 0,
+                     icon=":material/arrow_upward:", help=ui.t("models.page.move_up"), type="tertiary")
+        title.button(ui.t("models.page.down"), key=k + "down", on_click=move_block, args=(i, 1),
+                     disabled=i == len(ss.blocks) - 1, icon=":material/arrow_downward:",
+                     help=ui.t("models.page.move_down"), type="tertiary")
+        title.button(ui.t("models.page.delete"), key=k + "remove", on_click=remove_block, args=(i,),
+                     icon=":material/close:", help=ui.t("models.page.remove"), type="tertiary")
+        top = st.columns(5, vertical_alignment="bottom")
+        block["out"] = top[0].number_input(ui.t("models.page.channels"), 1, 4096, int(block["out"]), key=k + "out")
+        block["kernel"] = top[1].selectbox(ui.t("models.page.kernel"), KERNELS, KERNELS.index(block["kernel"]) if block["kernel"] in KERNELS else 1,
+                                           key=k + "kernel", format_func=lambda v: f"{v}×{v}")
+        block["stride"] = top[2].selectbox(ui.t("models.page.stride"), (1, 2), block["stride"] - 1 if block["stride"] in (1, 2) else 0, key=k + "stride")
+        block["act"] = top[3].selectbox(ui.t("models.page.act"), ACTS, ACTS.index(block["act"]), key=k + "act",
+                                        format_func=ui.option_label("models.page.act_{}"))
+        block["pool"] = top[4].selectbox(ui.t("models.page.pool"), models.POOLS, models.POOLS.index(block["pool"]), key=k + "pool",
+                                         format_func=ui.option_label("models.page.pool_{}"))
+        low = st.columns(5, vertical_alignment="bottom")
+        block["attention"] = low[0].selectbox(ui.t("models.page.attention"), models.ATTENTIONS, models.ATTENTIONS.index(block["attention"]),
+                                              key=k + "attention", format_func=ui.option_label("models.page.att_{}"))
         if block["attention"] != "none":
-            block["reduction"] = low[5].number_input(ui.t("models.page.reduction"), 1, 1024, int(block["reduction"]), key=k + "reduction")
+            block["reduction"] = low[1].number_input(ui.t("models.page.reduction"), 1, 1024, int(block["reduction"]), key=k + "reduction")
         if block["attention"] == "cbam":
             sk = (3, 5, 7)
-            block["spatial_kernel"] = low[6].selectbox(ui.t("models.page.spatial_kernel"), sk, sk.index(block["spatial_kernel"]) if block["spatial_kernel"] in sk else 2, key=k + "sk")
+            block["spatial_kernel"] = low[2].selectbox(ui.t("models.page.spatial_kernel"), sk, sk.index(block["spatial_kernel"]) if block["spatial_kernel"] in sk else 2,
+                                                       key=k + "sk", format_func=lambda v: f"{v}×{v}")
+        block["dropout"] = low[3].number_input(ui.t("models.page.dropout"), 0.0, 0.9, float(block["dropout"]), 0.05, key=k + "dropout")
+        block["bn"] = low[4].checkbox(ui.t("models.page.bn"), bool(block["bn"]), key=k + "bn")
 
 
 def builder() -> dict:
     if "blocks" not in ss:
         set_builder(models.PRESET_SPECS["cbam_cnn"])
-    c1, c2, c3, _ = st.columns([1, 1.4, 1.4, 1])
-    c1.button(ui.t("models.page.add_block"), on_click=add_block, icon="➕")
-    c2.button(ui.t("models.page.from_simple"), on_click=set_builder, args=(models.PRESET_SPECS["simple_cnn"],))
-    c3.button(ui.t("models.page.from_cbam"), on_click=set_builder, args=(models.PRESET_SPECS["cbam_cnn"],))
+    row = st.container(horizontal=True, gap="small")  # wraps instead of cutting words on a narrow screen
+    row.button(ui.t("models.page.add_block"), on_click=add_block, icon=":material/add:")
+    row.button(ui.t("models.page.from_simple"), on_click=set_builder, args=(models.PRESET_SPECS["simple_cnn"],))
+    row.button(ui.t("models.page.from_cbam"), on_click=set_builder, args=(models.PRESET_SPECS["cbam_cnn"],))
     for i, block in enumerate(list(ss.blocks)):
         block_editor(i, block)
     if not ss.blocks:
@@ -113,7 +124,7 @@ def builder() -> dict:
     head = ss.head
     h = st.columns(3)
     head["pool"] = h[0].selectbox(ui.t("models.page.head_pool"), ("flatten", "gap"), ("flatten", "gap").index(head["pool"]), key="head_pool",
-                                  format_func=lambda v: ui.t(f"models.page.head_{v}"))
+                                  format_func=ui.option_label("models.page.head_{}"))
     hidden = h[1].text_input(ui.t("models.page.hidden"), ", ".join(map(str, head["hidden"])), key="head_hidden",
                              help=ui.t("models.page.hidden_help"))
     head["dropout"] = h[2].number_input(ui.t("models.page.dropout"), 0.0, 0.9, float(head["dropout"]), 0.05, key="head_dropout")
@@ -147,7 +158,9 @@ def input_shape() -> tuple[int, int]:
         except UserError:
             classes = None
     c1, c2, c3 = st.columns([1, 1, 2])
-    img_size = c1.number_input(ui.t("models.page.img_size"), 16, 512, 32, 8, key="img_size")
+    ss.img_size = ui.image_size()  # one size for this split, shared with the Training page
+    img_size = c1.number_input(ui.t("models.page.img_size"), 16, 512, step=8, key="img_size",
+                               on_change=lambda: ui.set_image_size(ss.img_size), help=ui.t("models.page.img_size_help"))
     n = c2.number_input(ui.t("models.page.classes"), 1, 1000, len(classes) if classes else 10, key="num_classes")
     if classes:
         c3.caption(ui.t("models.page.from_split", split=Path(split).name, n=len(classes)))
@@ -157,12 +170,12 @@ def input_shape() -> tuple[int, int]:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def summary_of(ref_json: str, classes: int, img_size: int, policy: str, depth: int) -> dict:
+def summary_of(ref_json: str, classes: int, img_size: int, policy: str, depth: int, lang: str) -> dict:
     ref = json.loads(ref_json)
     model = models.build_model(ref, classes, img_size)
     models.freeze(model, policy)
     s = models.summarize(model, img_size, depth=depth)
-    return s.to_dict() | {"outline": models.outline(ref, s)}
+    return s.to_dict() | {"outline": models.outline(ref, s, lang)}
 
 
 def show_summary(ref: dict, img_size: int, classes: int, policy: str) -> None:
@@ -172,7 +185,7 @@ def show_summary(ref: dict, img_size: int, classes: int, policy: str) -> None:
     # The summary does not depend on the weights: leave them out so that nothing is downloaded here.
     shape_only = {k: v for k, v in ref.items() if k not in ("pretrained", "weights_path", "name", "freeze")}
     with st.spinner(ui.t("models.page.building")):
-        s = summary_of(json.dumps(shape_only, sort_keys=True), classes, img_size, policy, depth)
+        s = summary_of(json.dumps(shape_only, sort_keys=True), classes, img_size, policy, depth, ui.lang())
     m = st.columns(4)
     m[0].metric(ui.t("models.page.total_params"), f"{s['total_params']:,}")
     m[1].metric(ui.t("models.page.trainable_params"), f"{s['trainable_params']:,}")
@@ -190,36 +203,63 @@ def show_summary(ref: dict, img_size: int, classes: int, policy: str) -> None:
 def save_controls(ref: dict) -> None:
     ws = ui.workspace()
     st.subheader(ui.t("models.page.save_title"))
-    c1, c2, c3 = st.columns([2, 1, 1])
-    name = c1.text_input(ui.t("models.page.name"), key="save_name")
-    overwrite = c2.checkbox(ui.t("models.page.overwrite"), key="save_overwrite")
-    if c3.button(ui.t("models.page.save"), type="primary"):
+    row = st.container(horizontal=True, vertical_alignment="bottom", gap="small")
+    name = row.text_input(ui.t("models.page.name"), key="save_name", width=320)
+    overwrite = row.checkbox(ui.t("models.page.overwrite"), key="save_overwrite")
+    if row.button(ui.t("models.page.save"), type="primary"):
         with ui.user_errors():
             models.save_spec(ws.models, name, ref, overwrite=overwrite)
             st.success(ui.t("models.page.saved", name=name.strip()))
     saved = models.list_specs(ws.models)
     if not saved:
         return
-    c1, c2, c3, c4 = st.columns([2, 1, 2, 1])
-    pick = c1.selectbox(ui.t("models.page.saved_models"), saved, key="saved_pick")
-    c2.button(ui.t("models.page.load"), on_click=load_saved, args=(pick,))
-    copy_name = c3.text_input(ui.t("models.page.copy_name"), value=f"{pick} copy" if pick else "", key=f"copy_{pick}")
-    if c4.button(ui.t("models.page.duplicate")):
+    st.markdown(f"**{ui.t('models.page.saved_models')}**")
+    row = st.container(horizontal=True, vertical_alignment="bottom", gap="small")
+    pick = row.selectbox(ui.t("models.page.saved_models"), saved, key="saved_pick", width=320,
+                         label_visibility="collapsed")
+    row.button(ui.t("models.page.load"), on_click=load_saved, args=(pick,), icon=":material/upload:")
+    row.button(ui.t("models.page.delete_model"), key="spec_delete", icon=":material/delete:",
+               on_click=lambda: ss.update(spec_confirm_delete=pick))
+    if ss.get("spec_confirm_delete") == pick:
+        st.warning(ui.t("models.page.delete_ask", name=pick))
+        yes, no = st.columns(2)
+        if yes.button(ui.t("models.page.delete_yes"), key="spec_delete_yes", type="primary"):
+            ss.pop("spec_confirm_delete", None)
+            with ui.user_errors():
+                models.delete_spec(ws.models, pick)
+                ss.pop("saved_pick", None)
+                ss.model_flash = ("success", ui.t("models.page.deleted", name=pick))
+                st.rerun()
+        if no.button(ui.t("models.page.delete_no"), key="spec_delete_no"):
+            ss.pop("spec_confirm_delete", None)
+            st.rerun()
+    row = st.container(horizontal=True, vertical_alignment="bottom", gap="small")
+    new_name = row.text_input(ui.t("models.page.new_name"), value=f"{pick} copy" if pick else "",
+                              key=f"copy_{pick}", width=320)
+    if row.button(ui.t("models.page.duplicate"), key="spec_duplicate", icon=":material/content_copy:"):
         with ui.user_errors():
-            models.duplicate_spec(ws.models, pick, copy_name)
-            st.success(ui.t("models.page.saved", name=copy_name.strip()))
+            models.duplicate_spec(ws.models, pick, new_name)
+            st.success(ui.t("models.page.saved", name=new_name.strip()))
+    if row.button(ui.t("models.page.rename"), key="spec_rename", icon=":material/edit:"):
+        with ui.user_errors():
+            models.rename_spec(ws.models, pick, new_name)
+            ss.saved_pick_next = new_name.strip()
+            ss.model_flash = ("success", ui.t("models.page.renamed", old=pick, name=new_name.strip()))
+            st.rerun()
 
 
 st.title(ui.t("nav.model"))
 st.caption(ui.t("models.page.intro"))
+if "saved_pick_next" in ss:  # a renamed spec stays picked (a widget's value is set before it is drawn)
+    ss.saved_pick = ss.pop("saved_pick_next")
 if flash := ss.pop("model_flash", None):
     getattr(st, flash[0])(flash[1])
 img_size, classes = input_shape()
-mode = st.radio(ui.t("models.page.mode"), MODES, horizontal=True, key="model_mode", format_func=lambda m: ui.t(f"models.page.mode_{m}"))
+mode = st.radio(ui.t("models.page.mode"), MODES, horizontal=True, key="model_mode", format_func=ui.option_label("models.page.mode_{}"))
 
 with ui.user_errors():
     if mode == "preset":
-        preset = st.selectbox(ui.t("models.page.preset"), models.PRESETS, key="preset", format_func=lambda p: ui.t(f"models.page.preset_{p}"))
+        preset = st.selectbox(ui.t("models.page.preset"), models.PRESETS, key="preset", format_func=ui.option_label("models.page.preset_{}"))
         ref: dict = {"preset": preset}
         if preset == "resnet18_cbam":
             ref |= weights_options("resnet18")
@@ -228,8 +268,9 @@ with ui.user_errors():
     else:
         backbone = st.selectbox(ui.t("models.page.backbone"), models.BACKBONES, key="tl_backbone")
         ref = {"backbone": backbone} | weights_options(backbone)
-    policy = st.selectbox(ui.t("models.page.freeze"), POLICIES, key="freeze_policy",
-                          format_func=lambda p: ui.t("models.page.freeze_last", n=p[5:]) if p.startswith("last:") else ui.t(f"models.page.freeze_{p}"))
+    policy_labels = {p: ui.t("models.page.freeze_last", n=p[5:]) if p.startswith("last:") else ui.t(f"models.page.freeze_{p}")
+                     for p in POLICIES}
+    policy = st.selectbox(ui.t("models.page.freeze"), POLICIES, key="freeze_policy", format_func=policy_labels.__getitem__)
     if policy != "all":
         ref["freeze"] = policy
     st.subheader(ui.t("models.page.summary_title"))

@@ -194,9 +194,13 @@ class SpecNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-def describe_spec(spec: dict[str, Any]) -> list[str]:
-    """A compact one-line-per-block text view of the network, e.g. for the page and the CLI."""
+def describe_spec(spec: dict[str, Any], lang: str = "en") -> list[str]:
+    """A compact one-line-per-block text view of the network, e.g. for the page and the CLI
+    (its words in `lang`; layer names such as conv3x3, BN and relu stay as they are written)."""
+    from core.i18n import t
+
     spec = normalize_spec(spec)
+    dropout = t("models.outline.dropout", lang)
     lines = []
     for i, b in enumerate(spec["blocks"]):
         parts = [f"conv{b['kernel']}x{b['kernel']}({b['out']}" + (f", s{b['stride']})" if b["stride"] > 1 else ")")]
@@ -205,19 +209,20 @@ def describe_spec(spec: dict[str, Any]) -> list[str]:
         if b["act"] != "none":
             parts.append(b["act"])
         if b["pool"] != "none":
-            parts.append(f"{b['pool']}pool")
+            parts.append(t(f"models.outline.pool_{b['pool']}", lang))
         if b["attention"] == "se":
             parts.append(f"SE(r={b['reduction']})")
         elif b["attention"] == "cbam":
             parts.append(f"CBAM(r={b['reduction']}, k={b['spatial_kernel']})")
         if b["dropout"]:
-            parts.append(f"dropout {b['dropout']:g}")
+            parts.append(f"{dropout} {b['dropout']:g}")
         lines.append(f"{i + 1}. " + " - ".join(parts))
     head = spec["head"]
-    parts = ["flatten" if head["pool"] == "flatten" else "global avg pool"]
-    parts += [f"fc {h}" + (f" - dropout {head['dropout']:g}" if head["dropout"] else "") for h in head["hidden"]]
-    parts.append("fc classes")
-    lines.append("head: " + " - ".join(parts))
+    parts = [t("models.outline.flatten" if head["pool"] == "flatten" else "models.outline.gap", lang)]
+    parts += [t("models.outline.fc", lang, n=h) + (f" - {dropout} {head['dropout']:g}" if head["dropout"] else "")
+              for h in head["hidden"]]
+    parts.append(t("models.outline.fc_classes", lang))
+    lines.append(t("models.outline.head", lang) + ": " + " - ".join(parts))
     return lines
 
 

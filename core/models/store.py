@@ -64,3 +64,14 @@ def delete_spec(models_dir: str | Path, name: str) -> None:
     if not path.is_file():
         raise UserError("models.ref_not_found", name=name)
     path.unlink()
+
+
+def rename_spec(models_dir: str | Path, name: str, new_name: str) -> Path:
+    """Save the spec under `new_name` and remove the old file; an existing `new_name` is refused.
+    Runs already trained keep their own copy of the model in their config: nothing else changes."""
+    new_name = check_name(new_name)
+    if new_name == check_name(name):
+        return Path(models_dir) / f"{new_name}.json"
+    path = save_spec(models_dir, new_name, load_spec(models_dir, name))
+    delete_spec(models_dir, name)
+    return path

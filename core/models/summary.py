@@ -78,13 +78,13 @@ def summarize(model: nn.Module, img_size: int, depth: int = 3) -> ModelSummary:
     )
 
 
-def outline(ref: dict[str, Any], summary: ModelSummary) -> list[str]:
+def outline(ref: dict[str, Any], summary: ModelSummary, lang: str = "en") -> list[str]:
     """A compact text view of the network: one line per builder block, else per top-level layer."""
     from core.models.builder import PRESET_SPECS, describe_spec
 
     spec = ref.get("spec") or PRESET_SPECS.get(ref.get("preset", ""))
     if spec is not None:
-        return describe_spec(spec)
+        return describe_spec(spec, lang)
     return [
         f"{r.name}: {r.type} → {'×'.join(map(str, r.output_shape[1:]))}" + (f" ({r.params:,})" if r.params else "")
         for r in summary.rows if r.depth == 1

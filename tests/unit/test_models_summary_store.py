@@ -7,7 +7,8 @@ import torch
 from core.cli import main
 from core.errors import UserError
 from core.models import (
-    PRESETS, build_model, delete_spec, duplicate_spec, freeze, list_specs, load_ref, load_spec, save_spec, summarize,
+    PRESETS, build_model, delete_spec, duplicate_spec, freeze, list_specs, load_ref, load_spec, rename_spec, save_spec,
+    summarize,
 )
 
 
@@ -62,6 +63,22 @@ def test_saved_specs_save_load_duplicate_and_delete(tmp_path):
     with pytest.raises(UserError):
         save_spec(tmp_path, "bad", {"spec": {"blocks": [{"out": 0}]}} | {"preset": "x"})
     assert load_ref("我的 CBAM-net", tmp_path)["spec"] == spec["spec"]
+
+
+def test_a_saved_spec_is_renamed_without_losing_it(tmp_path):
+    spec = {"spec": {"blocks": [{"out": 8, "attention": "se"}]}}
+    save_spec(tmp_path, "old", spec)
+    save_spec(tmp_path, "taken", {"preset": "simple_cnn"})
+    rename_spec(tmp_path, "old", "  新名字 ")
+    assert list_specs(tmp_path) == ["taken", "新名字"]
+    assert load_spec(tmp_path, "新名字") == spec | {"name": "新名字"}
+    with pytest.raises(UserError, match="already exists"):
+        rename_spec(tmp_path, "新名字", "taken")  # refused: both stay as they were
+    with pytest.raises(UserError):
+        rename_spec(tmp_path, "新名字", "../escape")
+    assert list_specs(tmp_path) == ["taken", "新名字"] and load_spec(tmp_path, "taken")["preset"] == "simple_cnn"
+    with pytest.raises(UserError):
+        rename_spec(tmp_path, "missing", "other")
 
 
 def test_cli_lists_models_and_prints_a_summary(workspace, capsys):
