@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import streamlit as st
 
@@ -111,19 +111,28 @@ def _suggested_size(split: str | None) -> int:
 
 
 # The Explain page's starting point, set by pages that open it (Compare): which runs to show
-# side by side and, optionally, which image. Explain reads it once with take_explain_request().
+# side by side and, optionally, which image. st.session_state["explain_request"] holds
+# {"runs": [run ids (folder names under the workspace's runs/); the first two are shown],
+#  "image": absolute path of an image, or None, "id": a number that changes with each request}.
+# It stays in the session (tests and a reloaded Explain page can read it); Explain applies each
+# request once through take_explain_request(), which remembers the last id it handed out.
 EXPLAIN_REQUEST = "explain_request"
+EXPLAIN_REQUEST_TAKEN = "explain_request_taken"
 
 
 def request_explain(runs: list[str], image: str | None = None) -> None:
-    """Ask the Explain page to show `runs` (run ids, at most the first two are shown side by
-    side) and, when given, `image` (an absolute path); the caller then switches page."""
-    st.session_state[EXPLAIN_REQUEST] = {"runs": list(runs), "image": image}
+    """Ask the Explain page to show `runs` and, when given, `image`; the caller then switches page."""
+    number = st.session_state.get(EXPLAIN_REQUEST, {}).get("id", 0) + 1
+    st.session_state[EXPLAIN_REQUEST] = {"runs": list(runs), "image": image, "id": number}
 
 
 def take_explain_request() -> dict | None:
-    """The pending request ({"runs": [run ids], "image": path or None}), removed once read."""
-    return st.session_state.pop(EXPLAIN_REQUEST, None)
+    """The request not yet applied ({"runs", "image", "id"}), once; None when there is none."""
+    request = st.session_state.get(EXPLAIN_REQUEST)
+    if not request or st.session_state.get(EXPLAIN_REQUEST_TAKEN) == request["id"]:
+        return None
+    st.session_state[EXPLAIN_REQUEST_TAKEN] = request["id"]
+    return request
 
 
 def show_error(err: UserError) -> None:

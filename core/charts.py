@@ -7,6 +7,15 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320, legend=dict(orientation="h", y=-0.2))
+# Runs are told apart by colour on every chart of a page: a qualitative palette (Tableau 10)
+# whose neighbours differ in hue. Streamlit's own theme would draw two runs in two blues.
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7",
+           "#9c755f", "#bab0ac")
+
+
+def run_colors(names: list[str]) -> dict[str, str]:
+    """A distinct colour for each name, in order; pass the same mapping to every chart of a page."""
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
 
 
 def styled(fig: go.Figure, title: str) -> go.Figure:
@@ -28,32 +37,50 @@ def class_balance(names: list[str], counts: list[int], title: str, count_label: 
 EPOCH_TICKS = 12
 
 
-def run_curves(runs: dict[str, list[dict]], metric: str, title: str, train_label: str, val_label: str) -> go.Figure:
-    """One metric ("loss" or "acc") per epoch for several runs: a colour per run, train dashed, val solid."""
+def run_curves(runs: dict[str, list[dict]], metric: str, title: str, train_label: str, val_label: str,
+               x_label: str = "epoch", colors: dict[str, str] | None = None, percent: bool = False) -> go.Figure:
+    """One metric ("loss" or "acc") per epoch for several runs: a colour per run (`colors`, else
+    the palette in order), train dashed, val solid; `x_label` is the axis title in the page's language."""
     fig = go.Figure()
-    palette = fig.layout.template.layout.colorway or None
-    colors = list(palette) if palette else ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"]
-    for i, (run, epochs) in enumerate(runs.items()):
-        color = colors[i % len(colors)]
+    colors = colors or run_colors(list(runs))
+    for run, epochs in runs.items():
+        color = colors.get(run, PALETTE[0])
         x = [e.get("epoch") for e in epochs]
         for split, dash, label in (("train", "dash", train_label), ("val", "solid", val_label)):
             y = [e.get(f"{split}_{metric}") for e in epochs]
             if any(v is not None for v in y):
                 fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"{run} · {label}",
-                                         line=dict(color=color, dash=dash), legendgroup=run))
+                                         line=dict(color=color, dash=dash), marker=dict(color=color),
+                                         legendgroup=run))
     longest = max((len(e) for e in runs.values()), default=0)
     # A tick per epoch only while they are few: Plotly measures every tick label on every redraw,
     # so a label per epoch made a long run's live chart slower to draw at each epoch.
-    fig.update_xaxes(title="epoch", dtick=1 if longest <= EPOCH_TICKS else None)
+    fig.update_xaxes(title=x_label, dtick=1 if longest <= EPOCH_TICKS else None)
+    if percent:
+        fig.update_yaxes(tickformat=".0%", hoverformat=".1%")
     return styled(fig, title)
 
 
+DARK_TEXT, LIGHT_TEXT = "#1f2937", "#ffffff"
+
+
+def cell_text_colors(matrix: list[list[float]]) -> list[list[str]]:
+    """White numbers on the darker half of the Blues scale, dark ones on the lighter half: every
+    cell stays readable whatever its value (the scale runs from the smallest to the largest value)."""
+    values = [v for row in matrix for v in row]
+    low, high = (min(values), max(values)) if values else (0, 0)
+    span = (high - low) or 1
+    return [[LIGHT_TEXT if (v - low) / span > 0.5 else DARK_TEXT for v in row] for row in matrix]
+
+
 def confusion_matrix(matrix: list[list[float]], names: list[str], title: str, true_label: str, pred_label: str,
-                     percent: bool = False) -> go.Figure:
+                     percent: bool = False, selected: tuple[int, int] | None = None,
+                     number_format: str = ".1%") -> go.Figure:
     """A confusion matrix whose cells can be clicked (true class down, predicted across).
 
     Streamlit's selection events do not fire on heatmaps, so the colours come from a heatmap and
     the clicks from an invisible square marker on each cell; `customdata` holds (true, pred).
+    `selected` (true, pred) is outlined, so the cell whose images are shown stays visible.
     """
     n = len(names)
     height = max(320, 40 * n + 120)
@@ -61,14 +88,20 @@ def confusion_matrix(matrix: list[list[float]], names: list[str], title: str, tr
     # column): overlapping markers would let a click pick the neighbouring cell.
     marker_px = max(6, int(0.6 * (height - 110) / max(n, 1)))
     cells = [(i, j) for i in range(n) for j in range(n)]
-    text = [f"{matrix[i][j]:.0%}" if percent else f"{int(matrix[i][j])}" for i, j in cells]
+    text = [format(matrix[i][j], number_format) if percent else f"{int(matrix[i][j])}" for i, j in cells]
+    colors = cell_text_colors(matrix)
     fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, colorscale="Blues", showscale=False, hoverinfo="skip"))
     fig.add_trace(go.Scatter(
         x=[names[j] for _, j in cells], y=[names[i] for i, _ in cells], mode="markers+text", text=text,
-        customdata=[[i, j] for i, j in cells], textfont=dict(size=11),
+        customdata=[[i, j] for i, j in cells],
+        textfont=dict(size=11 if n <= 6 else 9, color=[colors[i][j] for i, j in cells]),
         marker=dict(symbol="square", size=marker_px, color="rgba(0,0,0,0)"),
         hovertemplate=f"{true_label}: %{{y}}<br>{pred_label}: %{{x}}<br>%{{text}}<extra></extra>", showlegend=False,
     ))
+    if selected is not None and all(0 <= k < n for k in selected):
+        i, j = selected
+        fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, xref="x", yref="y",
+                      line=dict(color="#f28e2b", width=4), fillcolor="rgba(0,0,0,0)")
     fig.update_xaxes(title=pred_label, side="bottom", type="category")
     fig.update_yaxes(title=true_label, autorange="reversed", type="category", scaleanchor="x")
     fig = styled(fig, title)
@@ -76,11 +109,16 @@ def confusion_matrix(matrix: list[list[float]], names: list[str], title: str, tr
     return fig
 
 
-def grouped_bars(categories: list[str], series: dict[str, list[float]], title: str, y_label: str) -> go.Figure:
+def grouped_bars(categories: list[str], series: dict[str, list[float]], title: str, y_label: str,
+                 colors: dict[str, str] | None = None, percent: bool = False) -> go.Figure:
     """Bars grouped by category, one colour per series (e.g. per-class F1, one bar per run)."""
-    fig = go.Figure([go.Bar(x=categories, y=values, name=name) for name, values in series.items()])
+    colors = colors or run_colors(list(series))
+    fig = go.Figure([go.Bar(x=categories, y=values, name=name, marker_color=colors.get(name, PALETTE[0]))
+                     for name, values in series.items()])
     fig.update_layout(barmode="group")
     fig.update_yaxes(title=y_label, range=[0, 1.05])
+    if percent:
+        fig.update_yaxes(tickformat=".0%", hoverformat=".1%")
     return styled(fig, title)
 
 

@@ -77,3 +77,16 @@ def to_rgb(img: Image.Image) -> Image.Image:
         background.paste(img, mask=img.getchannel("A"))
         return background
     return img.convert("RGB")
+
+
+THUMB_SIDE = 160
+THUMB_BACKGROUND = (240, 242, 246)  # the page's light grey: the letterbox bars read as margin
+
+
+def square_thumbnail(img: Image.Image, side: int = THUMB_SIDE) -> Image.Image:
+    """`img` scaled to fit a `side` x `side` square and centred on a plain background: a grid of
+    photos of any shapes lines up in rows of one height, and no part of a photo is cut off."""
+    copy = ImageOps.contain(to_rgb(img), (side, side), Image.Resampling.LANCZOS)
+    square = Image.new("RGB", (side, side), THUMB_BACKGROUND)
+    square.paste(copy, ((side - copy.width) // 2, (side - copy.height) // 2))
+    return square

@@ -5,14 +5,15 @@
 from __future__ import annotations
 
 from core.runs.folder import (
-    CHECKPOINTS, RESUMABLE, STATUSES, RunInfo, append_metrics, checkpoint_stamp, create_run, find_run,
-    list_runs, mark_interrupted, new_run_dir, owner, read_config, read_metrics, read_summary,
-    resume_from_checkpoint, run_folders, run_info, runs_with_weights, truncate_metrics, update_summary,
+    CHECKPOINTS, RESUMABLE, STATUSES, RunInfo, append_metrics, checkpoint_stamp, create_run, delete_run,
+    display_name, find_run, list_runs, mark_interrupted, new_run_dir, owner, read_config, read_metrics, read_summary,
+    rename_run, resume_from_checkpoint, run_folders, run_info, runs_with_weights, truncate_metrics,
+    update_summary,
 )
 
 __all__ = [
     "CHECKPOINTS", "RESUMABLE", "STATUSES", "RunInfo", "append_metrics", "checkpoint_stamp", "create_run",
-    "find_run", "list_runs", "mark_interrupted", "new_run_dir", "owner", "read_config", "read_metrics",
-    "read_summary", "resume_from_checkpoint", "run_folders", "run_info", "runs_with_weights",
+    "delete_run", "display_name", "find_run", "list_runs", "mark_interrupted", "new_run_dir", "owner", "read_config", "read_metrics",
+    "read_summary", "rename_run", "resume_from_checkpoint", "run_folders", "run_info", "runs_with_weights",
     "truncate_metrics", "update_summary",
 ]

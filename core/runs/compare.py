@@ -21,7 +21,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from core.data.files import natural_order
 from core.errors import UserError
 from core.data.labels import class_names
-from core.runs.folder import list_runs, read_config, read_json, read_metrics, read_summary
+from core.runs.folder import display_name, list_runs, read_config, read_json, read_metrics, read_summary
 
 
 @dataclass
@@ -50,6 +50,12 @@ class RunView:
         return f"{self.run_id} · {self.model_label}"
 
     @property
+    def name(self) -> str:
+        """The run's shown name: the one it was given (renamed, or its config's), else its model."""
+        given = display_name(self.path, self.config, self.summary)
+        return given if given != self.run_id else self.model_label
+
+    @property
     def classes(self) -> list[str]:
         return list(self.config.get("classes") or [])
 
@@ -61,6 +67,31 @@ class RunView:
     @property
     def dataset(self) -> str:
         return str(self.config.get("data", ""))
+
+
+def short_names(views: list[RunView]) -> dict[str, str]:
+    """A short, unique legend name per run id: its name, with its folder's date and time
+    ("my-cbam · 11-30 08:52") only where two compared runs share a name."""
+    names = {v.run_id: v.name for v in views}
+    clashes = {name for name in names.values() if list(names.values()).count(name) > 1}
+    short = {}
+    for v in views:
+        name = names[v.run_id]
+        if name in clashes:
+            stamp = v.run_id[4:13] if len(v.run_id) >= 15 and v.run_id[8] == "-" else v.run_id
+            name = f"{name} · {_when(stamp)}"
+        short[v.run_id] = name
+    if len(set(short.values())) < len(short):  # still equal (same minute): the folder id tells them apart
+        short = {rid: f"{name} · {rid}" if list(short.values()).count(name) > 1 else name for rid, name in short.items()}
+    return short
+
+
+def _when(stamp: str) -> str:
+    """'1130-0852' (from a run id's yyyymmdd-hhmmss) as '11-30 08:52'."""
+    digits = stamp.replace("-", "")
+    if len(digits) >= 8 and digits.isdigit():
+        return f"{digits[0:2]}-{digits[2:4]} {digits[4:6]}:{digits[6:8]}"
+    return stamp
 
 
 def comparable_runs(runs_dir: str | Path) -> list[Path]:
@@ -191,15 +222,36 @@ def most_confused(view: RunView, top: int = 10) -> pd.DataFrame:
         columns=["true", "pred", "count", "share", "true_index", "pred_index"])
 
 
-def misclassified(view: RunView, true: int | None = None, pred: int | None = None) -> pd.DataFrame:
-    """Wrong test predictions, most confident mistakes first; optionally one (true, pred) cell."""
+ORDERS = ("top_losses", "confident", "unsure")  # how the images to look at are sorted
+
+
+def misclassified(view: RunView, true: int | None = None, pred: int | None = None,
+                  order: str = "confident") -> pd.DataFrame:
+    """Wrong test predictions, optionally of one (true, pred) cell, in `order` (see `ranked`)."""
     p = view.predictions
     wrong = p[p["true"] != p["pred"]]
     if true is not None:
         wrong = wrong[wrong["true"] == true]
     if pred is not None:
         wrong = wrong[wrong["pred"] == pred]
-    return wrong.sort_values("confidence", ascending=False)
+    return ranked(wrong, order)
+
+
+def top_losses(view: RunView) -> pd.DataFrame:
+    """Every test prediction, highest loss first (fastai's "top losses"): confident mistakes lead,
+    then unsure ones, then right answers given with little confidence."""
+    return ranked(view.predictions, "top_losses")
+
+
+def ranked(frame: pd.DataFrame, order: str) -> pd.DataFrame:
+    """`frame` sorted: "top_losses" by loss (highest first; the loss of the true class, -log p),
+    "confident" by the predicted class's confidence (highest first), "unsure" lowest first.
+    Ties keep the file order, so the order is the same on every run of the page."""
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}")
+    if order == "top_losses":
+        return frame.sort_values(["loss", "confidence"], ascending=[False, False], kind="stable")
+    return frame.sort_values("confidence", ascending=order == "unsure", kind="stable")
 
 
 def prediction_sample(view: RunView, count: int = 16, seed: int = 0) -> pd.DataFrame:

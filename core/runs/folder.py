@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import time
 from dataclasses import dataclass
@@ -146,12 +147,59 @@ class RunInfo:
     created: float
 
 
+NAME_MAX = 60
+BUSY = ("running", "queued")  # a run the trainer holds or will start: never deleted under it
+
+
+def display_name(run_dir: Path, config: dict[str, Any] | None = None, summary: dict[str, Any] | None = None) -> str:
+    """What a run is called on screen: the name the user gave it (renamed, or the config's
+    name), else its folder id. The folder id itself never changes."""
+    summary = read_summary(run_dir) if summary is None else summary
+    config = read_config(run_dir) if config is None else config
+    return str(summary.get("display_name") or config.get("name") or Path(run_dir).name)
+
+
+def rename_run(run_dir: str | Path, name: str) -> str:
+    """Give the run a new shown name (kept in its summary; the folder and its id stay)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise UserError("runs.not_found", run=run_dir.name, runs=str(run_dir.parent))
+    name = " ".join(str(name or "").split())
+    if not name or len(name) > NAME_MAX:
+        raise UserError("runs.bad_name", name=name, most=NAME_MAX)
+    update_summary(run_dir, display_name=name)
+    return name
+
+
+def delete_run(run_dir: str | Path) -> None:
+    """Delete a run folder and its split marker. A running or queued run is refused (stop it
+    first). The folder is first renamed to a hidden name, so a deletion cut short never leaves
+    a half-deleted run in the run list."""
+    from core.data.split import USES_DIR
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise UserError("runs.not_found", run=run_dir.name, runs=str(run_dir.parent))
+    status = read_summary(run_dir).get("status")
+    if status in BUSY:
+        raise UserError(f"runs.delete_{status}", run=display_name(run_dir))
+    data = read_config(run_dir).get("data")
+    trash = run_dir.with_name(f".deleting-{run_dir.name}")
+    os.replace(run_dir, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+    if data:
+        try:
+            (Path(data) / USES_DIR / f"{run_dir.name}.json").unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only split: a marker of a deleted run does not count anyway
+
+
 def run_info(run_dir: Path) -> RunInfo:
     from core.models import describe_ref
 
     config, summary = read_config(run_dir), read_summary(run_dir)
     return RunInfo(
-        id=run_dir.name, path=run_dir, name=config.get("name") or run_dir.name,
+        id=run_dir.name, path=run_dir, name=display_name(run_dir, config, summary),
         model=describe_ref(config.get("model", {})), status=summary.get("status", "interrupted"),
         data=str(config.get("data", "")), epochs_done=int(summary.get("epochs_done", 0)),
         epochs=int(config.get("epochs", 0)), best_val_acc=summary.get("best_val_acc"),
@@ -165,7 +213,7 @@ def list_runs(runs_dir: str | Path) -> list[RunInfo]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    found = [run_info(p) for p in runs_dir.iterdir() if (p / "config.json").is_file()]
+    found = [run_info(p) for p in runs_dir.iterdir() if not p.name.startswith(".") and (p / "config.json").is_file()]
     return sorted(found, key=lambda r: (r.created, r.id), reverse=True)
 
 

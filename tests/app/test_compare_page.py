@@ -5,6 +5,7 @@ module, counted by hand), never copied from what a fixture wrote; one test uses 
 training engine itself finished.
 """
 import csv
+import itertools
 import json
 
 import shutil
@@ -42,7 +43,9 @@ def write_run(runs, run_id, preset, split, preds, mtime, classes=CLASSES, displa
         "params": 12345, "flops": 2.5e6, "seconds": 3.0, "img_per_s": 900.0, "message": "", "created": mtime}))
     lines = ["path,true,pred,confidence,loss"]
     for i, (true, pred) in enumerate(preds):
-        lines.append(f"{classes[true]}/{classes[true]}_{i}.png,{classes[true]},{classes[pred]},0.{60 + i},0.5")
+        # confidence rises with i, a mistake's loss falls with it: the two orders differ
+        loss = 2 + (len(preds) - i) / 10 if true != pred else 0.1 + i / 100
+        lines.append(f"{classes[true]}/{classes[true]}_{i}.png,{classes[true]},{classes[pred]},0.{60 + i},{loss:.2f}")
     (run / "predictions.csv").write_text("\n".join(lines) + "\n")
     return run
 
@@ -67,8 +70,8 @@ def csv_rows(run) -> list[dict]:
     classes = json.loads((run / "config.json").read_text())["classes"]
     index = lambda v: classes.index(v) if v in classes else int(v)  # noqa: E731
     with (run / "predictions.csv").open(newline="", encoding="utf-8") as fh:
-        return [{**row, "true": index(row["true"]), "pred": index(row["pred"]), "confidence": float(row["confidence"])}
-                for row in csv.DictReader(fh)]
+        return [{**row, "true": index(row["true"]), "pred": index(row["pred"]), "confidence": float(row["confidence"]),
+                 "loss": float(row["loss"])} for row in csv.DictReader(fh)]
 
 
 def counted(run) -> tuple[list[list[int]], float, list[float]]:
@@ -116,7 +119,7 @@ def shows_what_the_predictions_say(at, runs):
     with each run's predictions.csv."""
     table = at.dataframe[0].value
     assert list(table["Run"]) == [r.name for r in runs]
-    assert list(table["Test acc"]) == [pytest.approx(counted(r)[1], abs=5e-4) for r in runs]
+    assert list(table["Test acc"]) == [pytest.approx(100 * counted(r)[1], abs=5e-2) for r in runs]  # shown in %
     matrices = [f["data"][0]["z"] for f in plotly_figures(at) if f["data"][0]["type"] == "heatmap"]
     assert matrices == [counted(r)[0] for r in runs]
     recall_bars = next(f for f in plotly_figures(at) if f["layout"].get("title", {}).get("text") == "Recall")
@@ -124,14 +127,25 @@ def shows_what_the_predictions_say(at, runs):
         classes = json.loads((run / "config.json").read_text())["classes"]
         by_class = dict(zip(trace["x"], trace["y"]))
         assert [by_class[c] for c in classes] == pytest.approx(counted(run)[2])
-    # The gallery starts with all of the first run's mistakes: "predicted (true) · confidence".
+    # The gallery starts with the first run's top losses: "predicted (true) · confidence", red when wrong.
     rows = csv_rows(runs[0])
     classes = json.loads((runs[0] / "config.json").read_text())["classes"]
-    wrong = [r for r in rows if r["true"] != r["pred"]]
-    assert any(f"{len(wrong)} of {len(rows)} test images" in c.value for c in at.caption)
-    captions = [m.value for m in at.markdown if "(" in m.value and not m.value.startswith(":")]
-    assert sorted(captions) == sorted(f"{classes[r['pred']]} ({classes[r['true']]}) · {r['confidence']:.0%}"
-                                      for r in wrong)
+    by_loss = sorted(rows, key=lambda r: -r["loss"])
+    assert gallery_captions(at, "gallery_explain") == [
+        f":{'green' if r['true'] == r['pred'] else 'red'}[{classes[r['pred']]} ({classes[r['true']]}) · {r['confidence']:.1%}]"
+        for r in by_loss]
+
+
+def gallery_captions(at, key: str) -> list[str]:
+    """The captions of one gallery (its Explain buttons' keys start with `key`), in gallery order:
+    each column holds image, caption and button for items k, k + 6, ..."""
+    found = {}
+    for column in at.columns:
+        nodes = list(column.children.values())
+        for caption, button in itertools.pairwise(nodes):
+            if button.type == "button" and str(button.key or "").startswith(key + "_") and caption.type == "markdown":
+                found[int(button.key.rsplit("_", 1)[1])] = caption.value
+    return [found[k] for k in sorted(found)]
 
 
 def test_compare_page_shows_two_runs(two_runs):
@@ -139,7 +153,7 @@ def test_compare_page_shows_two_runs(two_runs):
     assert at.multiselect[0].value == ["r2-cbam", "r1-simple"]
     shows_what_the_predictions_say(at, [two_runs[1], two_runs[0]])
     headers = [h.value for h in at.header]
-    assert "Confusion matrices" in headers and "Misclassified test images" in headers
+    assert "Confusion matrices" in headers and "Test images to look at" in headers
     # choosing a mistake type filters the gallery to the images of that cell
     pair_box = next(s for s in at.selectbox if s.label == "Mistake")
     predicted, true = pair_box.options[1].removesuffix(")").split(" (true: ")
@@ -218,6 +232,140 @@ def test_compare_page_labels_classes_by_display_name(numbered_runs):
         assert matrix["data"][0]["x"] == matrix["data"][0]["y"] == ["pink primrose", "globe thistle", "2"]
     bars = [f for f in figures if f["data"][0]["type"] == "bar"]
     assert bars and all(trace["x"] == NUMBERED_READING for f in bars for trace in f["data"])
-    next(s for s in at.selectbox if s.label == "Run").set_value("r1 · simple_cnn").run()
+    at.selectbox(key="compare_gallery_run").set_value("r1").run()
     mistakes = next(s for s in at.selectbox if s.label == "Mistake").options
     assert "globe thistle (true: pink primrose)" in mistakes and "pink primrose (true: 2)" in mistakes
+
+
+def test_top_losses_and_mistakes_orders(two_runs):
+    """Issue 14: mistakes could only be seen most-confident-first; top losses (fastai) list every
+    test image by its loss, and the mistakes can be sorted both ways."""
+    view = compare.load_view(two_runs[0])
+    rows = csv_rows(two_runs[0])
+    assert compare.top_losses(view)["path"].tolist() == [r["path"] for r in sorted(rows, key=lambda r: -r["loss"])]
+    wrong = [r for r in rows if r["true"] != r["pred"]]
+    confident = compare.misclassified(view, order="confident")["path"].tolist()
+    assert confident == [r["path"] for r in sorted(wrong, key=lambda r: -r["confidence"])]
+    assert compare.misclassified(view, order="unsure")["path"].tolist() == confident[::-1]
+    assert confident != compare.misclassified(view, order="top_losses")["path"].tolist()  # the data tells them apart
+
+    at = open_compare_page()
+    at.selectbox(key="compare_gallery_run").set_value("r1-simple").run()
+    at.selectbox(key="compare_order").set_value("unsure").run()
+    assert not at.exception
+    classes = CLASSES
+    by_path = {r["path"]: r for r in rows}
+    assert gallery_captions(at, "gallery_explain") == [
+        f"{classes[by_path[p]['pred']]} ({classes[by_path[p]['true']]}) · {by_path[p]['confidence']:.1%}"
+        for p in confident[::-1]]
+
+
+def test_confusion_numbers_readable_on_every_cell():
+    """Issue 14: dark numbers on mid-to-dark blue cells could not be read."""
+    from core import charts
+
+    matrix = [[9, 1, 0], [2, 5, 3], [0, 0, 10]]
+    colors = charts.cell_text_colors(matrix)
+    assert colors[2][2] == colors[0][0] == charts.LIGHT_TEXT  # dark cells: white numbers
+    assert colors[0][1] == colors[1][0] == colors[0][2] == charts.DARK_TEXT  # light cells: dark numbers
+    fig = charts.confusion_matrix(matrix, ["a", "b", "c"], "t", "true", "pred", selected=(1, 2))
+    assert list(fig.data[1].textfont.color) == [colors[i][j] for i in range(3) for j in range(3)]
+    (shape,) = fig.layout.shapes  # the clicked cell stays outlined
+    assert (shape.x0, shape.x1, shape.y0, shape.y1) == (1.5, 2.5, 0.5, 1.5)
+
+
+def test_a_clicked_cell_shows_its_images_right_below_the_matrices(two_runs):
+    at = open_compare_page()
+    at.session_state["compare_cells"] = {"r2-cbam": (2, 1)}  # what a click on that cell records
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    rows = [r for r in csv_rows(two_runs[1]) if (r["true"], r["pred"]) == (2, 1)]
+    assert rows and gallery_captions(at, "cell_explain_r2-cbam") == [
+        f":red[square (star) · {r['confidence']:.1%}]" for r in sorted(rows, key=lambda r: -r["confidence"])]
+    figure = next(f for f in plotly_figures(at) if f["data"][0]["type"] == "heatmap"
+                  and f["layout"]["title"]["text"] == "cbam_cnn")
+    assert figure["layout"]["shapes"][0]["x0"] == 0.5 and figure["layout"]["shapes"][0]["y0"] == 1.5
+    # the cell's images come before the next section (per-class scores), not a page further down
+    order = [node.type + ":" + str(getattr(node, "key", "") or getattr(node, "value", ""))[:40] for node in at.main]
+    cell_at = next(i for i, o in enumerate(order) if "cell_r2-cbam" in o or o.startswith("markdown:**cbam_cnn**: 1"))
+    per_class = order.index("header:Per-class precision, recall and F1")
+    assert cell_at < per_class
+    at.button(key="clear_cell_r2-cbam").click().run()
+    assert not gallery_captions(at, "cell_explain_r2-cbam")
+
+
+def test_open_in_explain_hands_over_the_runs_and_the_image(two_runs):
+    at = open_compare_page()
+    at.button(key="gallery_explain_0").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    first = max(csv_rows(two_runs[1]), key=lambda r: r["loss"])
+    request = at.session_state["explain_request"]
+    assert request["runs"] == ["r2-cbam", "r1-simple"]
+    assert Path(request["image"]) == two_runs[1].parent.parent / "splits" / "demo" / "test" / first["path"]
+    assert at.title[0].value == "Explain"  # the Explain page opened
+
+    at = open_compare_page()
+    at.button(key="compare_explain").click().run()
+    assert at.session_state["explain_request"]["runs"] == ["r2-cbam", "r1-simple"]
+    assert at.session_state["explain_request"]["image"] is None
+
+
+def test_the_choice_of_runs_is_kept_across_pages(two_runs, workspace):
+    write_run(workspace.runs, "r3-extra", "simple_cnn", two_runs[0].parent.parent / "splits" / "demo",
+              [(0, 0), (1, 1)], 3_000)
+    at = open_compare_page()
+    assert at.multiselect(key="compare_runs").value == ["r3-extra", "r2-cbam"]
+    at.multiselect(key="compare_runs").set_value(["r1-simple", "r3-extra"]).run()
+    at.switch_page("views/data.py").run()
+    at.switch_page("views/compare.py").run()
+    assert at.multiselect(key="compare_runs").value == ["r1-simple", "r3-extra"]
+    assert list(at.dataframe[0].value["Run"]) == ["r1-simple", "r3-extra"]
+
+
+def test_runs_are_renamed_and_deleted_from_the_page(two_runs, workspace):
+    from core.runs import read_summary
+
+    running = write_run(workspace.runs, "r0-running", "simple_cnn", two_runs[0].parent.parent / "splits" / "demo",
+                        [(0, 0)], 500)
+    at = open_compare_page()
+    # training now (set after the app's first look at the runs, which marks runs left running by
+    # a dead process as interrupted)
+    summary = json.loads((running / "summary.json").read_text()) | {"status": "running"}
+    (running / "summary.json").write_text(json.dumps(summary))
+    at.run()
+    at.selectbox(key="manage_run").set_value("r1-simple").run()
+    at.text_input(key="manage_name_r1-simple").set_value("baseline")
+    at.button(key="manage_rename").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert read_summary(two_runs[0])["display_name"] == "baseline" and two_runs[0].is_dir()
+    assert list(at.dataframe[0].value["Name"]) == ["cbam_cnn", "baseline"]  # short names, editable
+    legend = {t["name"] for f in plotly_figures(at) for t in f["data"] if t.get("name")}
+    assert "baseline · val" in legend and not any("r1-simple" in n for n in legend)
+
+    at.selectbox(key="manage_run").set_value("r0-running").run()
+    at.button(key="manage_delete").click().run()
+    assert any("training" in e.value for e in at.error) and running.is_dir()  # a running run is refused
+
+    at.selectbox(key="manage_run").set_value("r1-simple").run()
+    at.button(key="manage_delete").click().run()
+    assert any("baseline" in w.value for w in at.warning) and two_runs[0].is_dir()  # asks first
+    at.button(key="manage_delete_no").click().run()
+    assert two_runs[0].is_dir()
+    at.button(key="manage_delete").click().run()
+    at.button(key="manage_delete_yes").click().run()
+    assert not at.exception and not two_runs[0].exists()
+    assert any("baseline" in s.value for s in at.success)
+    assert "r1-simple" not in (at.multiselect(key="compare_runs").value if at.multiselect else [])
+
+
+def test_compare_page_in_chinese_translates_options(two_runs):
+    from core import i18n
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["lang"] = "zh"
+    at.run()
+    at.switch_page("views/compare.py").run()
+    assert not at.exception
+    assert at.selectbox(key="compare_order").options == [i18n.t(f"compare.order.{o}", "zh") for o in compare.ORDERS]
+    curves = [f for f in plotly_figures(at) if f["data"][0]["type"] == "scatter" and f["data"][0].get("mode") == "lines+markers"]
+    assert curves and all(f["layout"]["xaxis"]["title"]["text"] == "轮次" for f in curves)
