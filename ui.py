@@ -4,9 +4,9 @@ Pages stay thin: they lay out widgets and call `core`; this module is the only g
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Callable, Iterator
 
 import streamlit as st
 

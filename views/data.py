@@ -26,8 +26,8 @@ from core.data.existing import (
     summary_params,
 )
 from core.data.files import folder_signature, natural_order
-from core.data.images import open_image
-from core.data.scan import HealthReport, sample_paths, scan
+from core.data.images import open_image, square_thumbnail
+from core.data.scan import IMBALANCE_WARN, HealthReport, imbalance, sample_paths, scan
 from core.data.split import (
     INFO_FILE,
     SPLITS,
@@ -35,6 +35,7 @@ from core.data.split import (
     left_out_note,
     next_version,
     plan_split,
+    read_split_info,
     runs_using,
     split_dataset,
 )
@@ -73,9 +74,7 @@ def parts_signature(split: ExistingSplit) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def thumbnail(path: str, mtime_ns: int) -> Image.Image:
-    img = open_image(path)
-    img.thumbnail((160, 160))
-    return img
+    return square_thumbnail(open_image(path))  # one size: rows of samples line up
 
 
 def translated(note: tuple[str, dict] | None) -> str:
@@ -86,10 +85,27 @@ def choose(folder: Path) -> None:
     """Select `folder` on the next run (the text field's value cannot change once it is drawn)."""
     st.session_state.data_folder_next = str(folder)
     st.session_state.pop("data_parts", None)
+    ui.set_setting("data_folder", str(folder))
 
 
 def folder_edited() -> None:
     st.session_state.pop("data_parts", None)  # the folder field is the source again
+    ui.set_setting("data_folder", st.session_state.data_folder_input.strip())
+
+
+def first_folder() -> str:
+    """The folder a session starts on: the one it chose last; in a new tab, the workspace's last
+    one, else the source of the current split, else the demo set when it exists."""
+    chosen = ui.setting("data_folder")
+    if chosen:
+        return str(chosen)
+    split = ui.current_split()
+    if split:
+        try:
+            return str(read_split_info(split).get("source") or "")
+        except UserError:
+            pass
+    return str(demo_dir) if demo_dir.is_dir() else ""
 
 
 st.title(ui.t("nav.data"))
@@ -98,8 +114,8 @@ st.caption(ui.t("data.page.intro"))
 # --- 1. Where the images come from --------------------------------------------------------
 if "data_folder_next" in st.session_state:
     st.session_state.data_folder_input = st.session_state.pop("data_folder_next")
-elif "data_folder_input" not in st.session_state:
-    st.session_state.data_folder_input = str(demo_dir) if demo_dir.is_dir() else ""
+elif "data_folder_input" not in st.session_state:  # a new tab, or back from another page
+    st.session_state.data_folder_input = first_folder()
 tab_folder, tab_zip, tab_demo, tab_parts = st.tabs([ui.t("data.page.tab_folder"), ui.t("data.page.tab_zip"),
                                                     ui.t("data.page.tab_demo"), ui.t("data.page.tab_parts")])
 with tab_folder:
@@ -279,21 +295,25 @@ except UserError as err:
 # --- 2. Health report ---------------------------------------------------------------------
 st.header(ui.t("data.page.health"))
 st.caption(ui.t("data.page.root", root=report.root))
-cols = st.columns(4)
+listed = report.listed()
+conflicts, copies = report.label_conflicts(), report.plain_duplicates()
+balance = imbalance({c.name: c.images for c in listed})
+cols = st.columns(5)
 cols[0].metric(ui.t("data.page.classes"), len(report.classes))
 cols[1].metric(ui.t("data.page.images"), report.total_images)
 cols[2].metric(ui.t("data.page.problems"), len(report.problems))
-cols[3].metric(ui.t("data.page.duplicates"), len(report.duplicates))
-listed = report.listed()
-table = pd.DataFrame({
-    ui.t("data.page.col_class"): [c.name for c in listed],
-    ui.t("data.page.col_display"): [c.display for c in listed],
-    ui.t("data.page.col_images"): [c.images for c in listed],
-    ui.t("data.page.col_problems"): [c.problems for c in listed],
-    ui.t("data.page.col_note"): [translated(c.note()) for c in listed],
-})
+cols[3].metric(ui.t("data.page.duplicates"), len(copies) + len(conflicts),
+               help=ui.t("data.page.duplicates_help", copies=len(copies), conflicts=len(conflicts)))
+cols[4].metric(ui.t("data.page.imbalance"), ui.t("data.page.ratio", ratio=f"{balance.ratio:.1f}") if balance else "–",
+               help=ui.t("data.page.imbalance_help", limit=f"{IMBALANCE_WARN:g}"))
+named = any(c.display != c.name for c in listed)  # a Name column only when cat_to_name.json names them
+table = pd.DataFrame({ui.t("data.page.col_class"): [c.name for c in listed]}
+                     | ({ui.t("data.page.col_display"): [c.display for c in listed]} if named else {})
+                     | {ui.t("data.page.col_images"): [c.images for c in listed],
+                        ui.t("data.page.col_problems"): [c.problems for c in listed],
+                        ui.t("data.page.col_note"): [translated(c.note()) for c in listed]})
 left, right = st.columns([2, 3])
-left.dataframe(table, hide_index=True)
+left.dataframe(table, hide_index=True, height="content" if len(listed) <= 20 else "auto")
 right.plotly_chart(
     charts.class_balance([c.display for c in listed], [c.images for c in listed],
                          ui.t("data.page.balance"), ui.t("data.page.col_images")),
@@ -306,6 +326,13 @@ if report.sizes:
 empty = [c.display for c in listed if c.images == 0]
 if empty:
     st.warning(ui.t("data.page.empty_classes", names=", ".join(empty)))
+display_of = {c.name: c.display for c in listed}
+if balance and balance.warn:
+    st.warning(ui.t("data.page.unbalanced", ratio=f"{balance.ratio:.1f}", largest=display_of[balance.largest],
+                    largest_n=balance.largest_n, smallest=display_of[balance.smallest], smallest_n=balance.smallest_n,
+                    limit=f"{IMBALANCE_WARN:g}"))
+if conflicts:
+    st.warning(ui.t("data.page.conflicts", n=len(conflicts)))
 
 
 def issue_table(issues: list) -> pd.DataFrame:
@@ -321,9 +348,16 @@ if report.problems:
 if report.notes:
     with st.expander(ui.t("data.page.note_list", n=len(report.notes))):
         st.dataframe(issue_table(report.notes), hide_index=True)
-if report.duplicates:
-    with st.expander(ui.t("data.page.duplicate_list", n=len(report.duplicates))):
-        for group in report.duplicates:
+if conflicts:
+    with st.expander(ui.t("data.page.conflict_list", n=len(conflicts)), expanded=True):
+        st.dataframe(pd.DataFrame({
+            ui.t("data.page.col_labels"): [" / ".join(display_of.get(cls, cls) for _, cls in group) for group in conflicts],
+            ui.t("data.page.col_files"): [" = ".join(path for path, _ in group) for group in conflicts],
+        }), hide_index=True)
+        st.caption(ui.t("data.page.conflicts_what"))
+if copies:
+    with st.expander(ui.t("data.page.duplicate_list", n=len(copies))):
+        for group in copies:
             st.text(" = ".join(group))
 if not (report.problems or report.notes or report.duplicates):
     st.success(ui.t("data.page.all_good"))
@@ -331,7 +365,6 @@ if not (report.problems or report.notes or report.duplicates):
 # --- 3. Samples ---------------------------------------------------------------------------
 st.header(ui.t("data.page.samples"))
 names = [c.name for c in listed if c.images]
-display_of = {c.name: c.display for c in listed}
 shown = st.multiselect(ui.t("data.page.sample_classes"), names, default=names[:5], format_func=display_of.__getitem__)
 samples = sample_paths(report, per_class=6)
 for name in shown:
@@ -342,31 +375,42 @@ for name in shown:
 # --- 4. Split -----------------------------------------------------------------------------
 st.header(ui.t("data.page.split"))
 c1, c2, c3 = st.columns(3)
-val_pct = c1.slider(ui.t("data.page.val"), 5, 45, 20, 5, format="%d%%")  # training needs validation
-test_pct = c2.slider(ui.t("data.page.test"), 0, 45, 20, 5, format="%d%%")
-seed = c3.number_input(ui.t("data.page.seed"), 0, 2**31 - 1, 42, 1)
+# Remembered for this session across pages, and as the workspace's default for new tabs.
+for key, default in (("data_val", 20), ("data_test", 20), ("data_seed", 42)):
+    ui.bind(key, key, default)
+val_pct = c1.slider(ui.t("data.page.val"), 5, 45, step=5, format="%d%%", key="data_val",  # training needs validation
+                    on_change=ui.keep, args=("data_val", "data_val"))
+test_pct = c2.slider(ui.t("data.page.test"), 0, 45, step=5, format="%d%%", key="data_test",
+                     on_change=ui.keep, args=("data_test", "data_test"))
+seed = c3.number_input(ui.t("data.page.seed"), 0, 2**31 - 1, step=1, key="data_seed",
+                       on_change=ui.keep, args=("data_seed", "data_seed"))
+exclude_key = f"data_exclude:{report.root}"  # per dataset, this session only
+ui.bind(exclude_key, exclude_key, [], shared=False)
+st.session_state[exclude_key] = [n for n in st.session_state[exclude_key] if n in names]
+exclude = st.multiselect(ui.t("data.page.exclude"), names, key=exclude_key, format_func=display_of.__getitem__,
+                         help=ui.t("data.page.exclude_help"), on_change=ui.keep, args=(exclude_key, exclude_key, False))
 out = ws.splits / report.root.name
 out_text = st.text_input(ui.t("data.page.split_out"), value=str(out), help=ui.t("data.page.split_out_help"))
 out = Path(out_text).expanduser()
 ratios = (val_pct / 100, test_pct / 100, int(seed))
 small, too_small = "refuse", []
 with ui.user_errors():
-    too_small = plan_split(report, *ratios)["too_small"]
+    too_small = plan_split(report, *ratios, exclude=exclude)["too_small"]
 if too_small:  # the user chooses; the split is never refused for a tiny class from here
     small_labels = {s: ui.t("data.page.small." + s) for s in ("leave_out", "train_only")}
     small = st.radio(ui.t("data.page.small_choice", names=", ".join(display_of[n] for n, _ in too_small)),
                      tuple(small_labels), format_func=small_labels.__getitem__, horizontal=True,
                      key="data_small_classes")
 with ui.user_errors():
-    plan = plan_split(report, *ratios, small=small)
+    plan = plan_split(report, *ratios, small=small, exclude=exclude)
     in_split = [c.name for c in listed if c.name in plan["classes"]]
     if in_split:
         preview = pd.DataFrame(counts(plan, in_split)).T[list(SPLITS)]
         preview.index = [display_of[n] for n in preview.index]
         preview.columns = [ui.t("data.split." + s) for s in SPLITS]
         preview.loc[ui.t("data.cli.total")] = preview.sum()
-        st.dataframe(preview)
-    for item in plan["left_out"]:
+        st.dataframe(preview, height="content")  # every row, the total included, without an inner scroll bar
+    for item in [i for i in plan["left_out"] if i["reason"] != "excluded"]:  # the exclusions are listed above
         st.info(ui.t("data.page.left_out", name=display_of[item["class"]], reason=translated(left_out_note(item, report))))
     if plan["train_only"]:
         st.caption(ui.t("data.page.train_only", names=", ".join(display_of[n] for n in plan["train_only"])))
@@ -384,7 +428,8 @@ if used:
 def do_split(force: bool) -> bool:
     st.session_state.pop("data_confirm_replace", None)
     with ui.user_errors(), st.spinner(ui.t("data.page.working")):
-        info = split_dataset(report.root, target, *ratios, force=force, report=report, small=small, runs_dir=ws.runs)
+        info = split_dataset(report.root, target, *ratios, force=force, report=report, small=small, exclude=exclude,
+                             runs_dir=ws.runs)
         ui.set_current_split(target.resolve())
         st.session_state.data_split_done = (str(out.resolve()), info["mode"], str(target.resolve()))
         return True

@@ -65,7 +65,7 @@ def class_note(c, out: Output) -> str:
 def check(args: argparse.Namespace, out: Output) -> int:
     from core.data.cifar import find_cifar
     from core.data.existing import find_existing
-    from core.data.scan import scan
+    from core.data.scan import IMBALANCE_WARN, imbalance, scan
 
     cifar = find_cifar(args.src)
     if cifar is not None:
@@ -84,6 +84,13 @@ def check(args: argparse.Namespace, out: Output) -> int:
     for axis, s in report.sizes.items():
         lines.append(out.t(f"data.cli.{axis}", **s))
     lines.append(out.t("data.cli.formats", formats=", ".join(f"{k} {v}" for k, v in sorted(report.formats.items()))))
+    balance = imbalance({c.name: c.images for c in report.classes})
+    if balance:
+        record["imbalance"] = {"ratio": round(balance.ratio, 3), "largest": balance.largest, "smallest": balance.smallest}
+        lines.append(out.t("data.cli.imbalance", ratio=f"{balance.ratio:.1f}", largest=balance.largest,
+                           largest_n=balance.largest_n, smallest=balance.smallest, smallest_n=balance.smallest_n))
+        if balance.warn:
+            lines.append(out.t("data.cli.unbalanced", limit=f"{IMBALANCE_WARN:g}"))
     lines += _issue_lines(report, out)
     out.emit(record, "\n".join(lines))
     return 0
@@ -96,8 +103,11 @@ def _issue_lines(report, out: Output, prefix: str = "") -> list[str]:
               for p in report.problems]
     lines.append(out.t("data.cli.notes", n=len(report.notes)))
     lines += [f"  {prefix}{p.path}: {out.t('data.reason.' + p.kind)}" for p in report.notes]
-    lines.append(out.t("data.cli.duplicates", n=len(report.duplicates)))
-    lines += ["  " + " = ".join(prefix + path for path in group) for group in report.duplicates]
+    copies, conflicts = report.plain_duplicates(), report.label_conflicts()
+    lines.append(out.t("data.cli.duplicates", n=len(copies)))
+    lines += ["  " + " = ".join(prefix + path for path in group) for group in copies]
+    lines.append(out.t("data.cli.conflicts", n=len(conflicts)))
+    lines += ["  " + " = ".join(f"{prefix}{path} ({cls})" for path, cls in group) for group in conflicts]
     return lines
 
 

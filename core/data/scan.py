@@ -93,6 +93,7 @@ class HealthReport:
     formats: dict[str, int]
     ignored: int  # hidden and system files skipped
     digests: dict[str, str] = field(default_factory=dict, repr=False)  # rel -> sha256 of each readable image
+    duplicate_classes: list[list[str]] = field(default_factory=list)  # the class of each path of `duplicates`
 
     @property
     def class_names(self) -> list[str]:
@@ -106,6 +107,17 @@ class HealthReport:
     def total_images(self) -> int:
         return sum(c.images for c in self.classes)
 
+    def label_conflicts(self) -> list[list[tuple[str, str]]]:
+        """Duplicate groups whose copies lie in different class folders: the same photo given two
+        labels, listed as (path, class) pairs. Only the first copy is used, under its own class."""
+        return [list(zip(group, classes)) for group, classes in zip(self.duplicates, self.duplicate_classes)
+                if len(set(classes)) > 1]
+
+    def plain_duplicates(self) -> list[list[str]]:
+        """Duplicate groups within one class folder (harmless copies: one is used)."""
+        conflicts = [[path for path, _ in group] for group in self.label_conflicts()]
+        return [group for group in self.duplicates if group not in conflicts]
+
     def listed(self) -> list[ClassInfo]:
         """Classes in the order people read them: natural order, so "2" comes before "10"."""
         return [self.classes[i] for i in natural_order(self.class_names)]
@@ -113,6 +125,8 @@ class HealthReport:
     def to_dict(self) -> dict:
         data = asdict(self)
         data.pop("digests")
+        data.pop("duplicate_classes")
+        data["label_conflicts"] = [[{"path": path, "class": cls} for path, cls in group] for group in self.label_conflicts()]
         data["root"] = str(self.root)
         data["total_images"] = self.total_images
         return data
@@ -282,7 +296,40 @@ def scan_folders(root: Path, folders: dict[str, list[Path]], loose_in: list[Path
     for axis, values in (("width", widths), ("height", heights)):
         if values:
             sizes[axis] = {"min": min(values), "median": int(statistics.median(values)), "max": max(values)}
-    return HealthReport(root, classes, images, problems, notes, duplicates, sizes, dict(formats), ignored, digests)
+    return HealthReport(root, classes, images, problems, notes, duplicates, sizes, dict(formats), ignored, digests,
+                        [[class_of[rel] for rel in group] for group in duplicates])
+
+
+IMBALANCE_WARN = 3.0  # largest:smallest class above this: the page warns
+
+
+@dataclass(frozen=True)
+class Imbalance:
+    """How uneven the classes are: the largest class over the smallest (classes with images only)."""
+
+    largest: str
+    smallest: str
+    largest_n: int
+    smallest_n: int
+
+    @property
+    def ratio(self) -> float:
+        return self.largest_n / self.smallest_n
+
+    @property
+    def warn(self) -> bool:
+        return self.ratio > IMBALANCE_WARN
+
+
+def imbalance(counts: dict[str, int]) -> Imbalance | None:
+    """The largest:smallest ratio of `counts` (class -> images); None with fewer than two
+    classes that have images. A model trained on unbalanced classes tends to predict the largest."""
+    present = {name: n for name, n in counts.items() if n > 0}
+    if len(present) < 2:
+        return None
+    largest = max(present, key=lambda name: (present[name], name))
+    smallest = min(present, key=lambda name: (present[name], name))
+    return Imbalance(largest, smallest, present[largest], present[smallest])
 
 
 def sample_paths(report: HealthReport, per_class: int = 6, seed: int = 0) -> dict[str, list[Path]]:

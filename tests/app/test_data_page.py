@@ -221,3 +221,100 @@ def test_separate_folders_and_cifar_batches_from_the_page(workspace, tmp_path):
     info = read_split_info(workspace.splits / "cifar-10")
     assert info["source"] == str(src) and info["counts"]["cat"] == {"train": 9, "val": 1, "test": 2}
     assert workspace.state()["current_split"] == str(workspace.splits / "cifar-10")
+
+
+def make_classes(root: Path, sizes: dict[str, int]) -> Path:
+    from tests.unit.test_data_scan import noise_image, save
+
+    for k, (name, n) in enumerate(sizes.items()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            save(noise_image(1000 * k + i), root / name / f"{name}_{i}.png")
+    return root
+
+
+def test_folder_and_split_settings_are_remembered(workspace, tmp_path):
+    """Issue 14: after another page, or in a new tab, the folder box was empty and the sliders
+    back at their defaults although a split was current."""
+    folder = make_numbered_folder(tmp_path / "flowers")
+    at = open_data_page()
+    at.text_input(key="data_folder_input").set_value(str(folder)).run()
+    at.slider(key="data_val").set_value(30).run()
+    at.slider(key="data_test").set_value(10).run()
+    at.number_input(key="data_seed").set_value(7).run()
+    at.button(key="split_button").click().run()
+    assert not at.exception and read_split_info(workspace.splits / "flowers")["seed"] == 7
+    at.switch_page("views/model.py").run()
+    at.switch_page("views/data.py").run()  # back in the same tab
+    assert at.text_input(key="data_folder_input").value == str(folder)
+    assert (at.slider(key="data_val").value, at.slider(key="data_test").value) == (30, 10)
+    assert at.number_input(key="data_seed").value == 7
+
+    again = open_data_page()  # a new tab: the workspace's last settings
+    assert again.text_input(key="data_folder_input").value == str(folder)
+    assert (again.slider(key="data_val").value, again.number_input(key="data_seed").value) == (30, 7)
+    # A workspace from before settings were kept: the current split says where its images came from.
+    state = workspace.state()
+    state.pop("settings")
+    (workspace.root / "state.json").write_text(__import__("json").dumps(state))
+    assert open_data_page().text_input(key="data_folder_input").value == str(folder)
+
+
+def test_any_class_can_be_excluded_from_the_split(workspace, tmp_path):
+    folder = make_classes(tmp_path / "clothes", {"hat": 5, "shirt": 5, "sock": 5})
+    at = open_data_page()
+    at.text_input(key="data_folder_input").set_value(str(folder)).run()
+    key = f"data_exclude:{folder}"
+    assert at.multiselect(key=key).options == ["hat", "shirt", "sock"]
+    at.multiselect(key=key).set_value(["shirt"]).run()
+    assert not at.exception
+    preview = at.dataframe[-1].value
+    assert list(preview.index) == ["hat", "sock", "total"] and preview.loc["total"].sum() == 10
+    at.button(key="split_button").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    info = read_split_info(workspace.splits / "clothes")
+    assert info["classes"] == ["hat", "sock"]
+    assert info["left_out"] == [{"class": "shirt", "reason": "excluded", "images": 5}]
+    assert not (workspace.splits / "clothes" / "train" / "shirt").exists() and (folder / "shirt").is_dir()
+
+
+def test_label_conflicts_are_listed_with_both_labels(workspace, tmp_path):
+    from tests.unit.test_data_scan import CHINESE
+
+    at = open_data_page()
+    at.text_input(key="data_folder_input").set_value(str(make_bad_folder(tmp_path / "bad"))).run()
+    assert not at.exception
+    assert any("1 photo(s) are in more than one class folder" in w.value for w in at.warning)
+    table = next(df.value for df in at.dataframe if "Labels" in df.value.columns)
+    assert table.to_dict("records") == [{"Labels": f"cat / {CHINESE}",
+                                         "Files": f"cat/ok_1.jpg = {CHINESE}/dup_of_cat.jpg"}]
+    assert not any(e.label.startswith("Exact duplicates") for e in at.expander)  # not a plain duplicate
+
+
+def test_class_imbalance_ratio_and_warning(workspace, tmp_path):
+    folder = make_classes(tmp_path / "clothes", {"hat": 4, "shirt": 13, "sock": 6})
+    at = open_data_page()
+    at.text_input(key="data_folder_input").set_value(str(folder)).run()
+    assert metric(at, "data.page.imbalance") == "3.2 : 1"
+    assert any("Unbalanced classes (3.2 : 1" in w.value and "shirt has 13 images, hat only 4" in w.value
+               for w in at.warning)
+    # no Name column without a cat_to_name.json: it would repeat the folder names
+    assert list(at.dataframe[0].value.columns) == ["Folder", "Images", "Problems", "Note"]
+
+    balanced = make_classes(tmp_path / "even", {"hat": 4, "shirt": 12})  # 3 : 1 is not above the limit
+    at.text_input(key="data_folder_input").set_value(str(balanced)).run()
+    assert metric(at, "data.page.imbalance") == "3.0 : 1" and not any("Unbalanced" in w.value for w in at.warning)
+
+    zh = open_data_page("zh")
+    zh.text_input(key="data_folder_input").set_value(str(folder)).run()
+    assert any("类别不均衡（3.2 : 1" in w.value for w in zh.warning)
+
+
+def test_augmentation_preset_labels_are_translated(workspace, tmp_path):
+    folder = make_classes(tmp_path / "clothes", {"hat": 3, "shirt": 3})
+    for lang, word in (("en", "course ("), ("zh", "课程（")):
+        at = open_data_page(lang)
+        at.text_input(key="data_folder_input").set_value(str(folder)).run()
+        preset = next(s for s in at.selectbox if s.label == i18n.t("data.page.preset", lang))
+        assert preset.value == "seed"  # the config value stays
+        assert [o for o in preset.options if o.startswith(word)] and "seed" not in " ".join(preset.options)

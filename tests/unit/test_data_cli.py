@@ -136,3 +136,21 @@ def test_split_table_shows_display_names_in_natural_order(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "1 (pink primrose)" in text and "10 (globe thistle)" in text
     assert read_split_info(tmp_path / "s")["classes"] == NUMBERED  # indices keep ImageFolder's order
+
+
+def test_check_names_label_conflicts_and_imbalance(tmp_path, capsys):
+    src = tmp_path / "d"
+    for i in range(8):
+        save(noise_image(700 + i), src / "big" / f"{i}.png")
+    for i in range(2):
+        save(noise_image(800 + i), src / "small" / f"{i}.png")
+    (src / "small" / "also_big.png").write_bytes((src / "big" / "0.png").read_bytes())
+    assert main(["check", str(src)]) == 0
+    text = capsys.readouterr().out
+    assert "Label conflicts (the same photo in two class folders; the first copy is used): 1" in text
+    assert "big/0.png (big) = small/also_big.png (small)" in text
+    assert "Largest : smallest class: 4.0 : 1 (big 8, small 2)" in text and "unbalanced" in text
+    assert main(["check", str(src), "--json"]) == 0
+    (record,) = records(capsys)
+    assert record["imbalance"] == {"ratio": 4.0, "largest": "big", "smallest": "small"}
+    assert record["label_conflicts"][0][1] == {"path": "small/also_big.png", "class": "small"}

@@ -130,3 +130,20 @@ def test_bombs_are_refused_from_many_threads_at_once():
     for t in threads:
         t.join()
     assert sorted(outcomes) == ["image.bomb"] * 8 + ["ok"] * 8
+
+
+@pytest.mark.parametrize("size", [(300, 100), (100, 300), (24, 20), (160, 160)])
+def test_thumbnails_are_one_square_size_with_the_whole_photo(size):
+    """Issue 14: sample thumbnails had ragged heights (each kept its own shape)."""
+    from core.data.images import THUMB_BACKGROUND, square_thumbnail
+
+    photo = Image.new("RGB", size, (200, 30, 30))
+    thumb = square_thumbnail(photo, 80)
+    assert thumb.size == (80, 80)
+    pixels = np.asarray(thumb)
+    assert tuple(pixels[40, 40]) == (200, 30, 30)  # the photo, centred and scaled to fit
+    w, h = size
+    if w > h:  # letterboxed above and below, nothing cut off left or right
+        assert tuple(pixels[0, 40]) == THUMB_BACKGROUND and tuple(pixels[40, 0]) == (200, 30, 30)
+    elif h > w:
+        assert tuple(pixels[40, 0]) == THUMB_BACKGROUND and tuple(pixels[0, 40]) == (200, 30, 30)

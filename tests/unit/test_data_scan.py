@@ -209,3 +209,29 @@ def test_usable_count_leaves_out_copies_and_says_why(tmp_path):
     from core.i18n import t
     assert t(key, "en", **params).startswith("12 images, all exact copies of images in class a")
     assert next(c for c in report.classes if c.name == "a").note() is None
+
+
+def test_the_same_photo_in_two_classes_is_a_label_conflict(bad):
+    """Issue 14: a photo filed under two labels was listed as a plain duplicate."""
+    report = scan(bad)
+    assert report.label_conflicts() == [[("cat/ok_1.jpg", "cat"), (f"{CHINESE}/dup_of_cat.jpg", CHINESE)]]
+    assert report.plain_duplicates() == []
+    save(noise_image(77), bad / "cat" / "twin_a.png")
+    (bad / "cat" / "twin_b.png").write_bytes((bad / "cat" / "twin_a.png").read_bytes())
+    report = scan(bad)
+    assert report.plain_duplicates() == [["cat/twin_a.png", "cat/twin_b.png"]]
+    assert len(report.label_conflicts()) == 1
+    record = report.to_dict()
+    assert record["label_conflicts"] == [[{"path": "cat/ok_1.jpg", "class": "cat"},
+                                          {"path": f"{CHINESE}/dup_of_cat.jpg", "class": CHINESE}]]
+
+
+def test_class_imbalance_is_largest_over_smallest():
+    from core.data.scan import imbalance
+
+    found = imbalance({"shirt": 680, "sock": 100, "empty": 0, "hat": 300})
+    assert (found.largest, found.smallest, found.largest_n, found.smallest_n) == ("shirt", "sock", 680, 100)
+    assert found.ratio == 6.8 and found.warn
+    assert not imbalance({"a": 30, "b": 10}).warn  # 3 : 1 is the limit, not above it
+    assert imbalance({"a": 31, "b": 10}).warn
+    assert imbalance({"a": 5, "b": 0}) is None and imbalance({}) is None
