@@ -76,11 +76,13 @@ def _load_model(run_dir: Path, which: str) -> tuple[nn.Module, ModelInfo]:
 
 
 def preprocess(images: Iterable[Image.Image | str | Path], info: ModelInfo) -> torch.Tensor:
-    """Model input [N,3,S,S], prepared exactly like the evaluation batches of training."""
-    from core.data.augment import normalize, to_float
-    from core.data.cache import decode_resized
+    """Model input [N,3,S,S], prepared exactly like the evaluation batches of training: the run's
+    evaluation transform (resize, then a centre crop when it resizes larger; `config.json`'s
+    augmentation settings), then normalisation."""
+    from core.data.augment import eval_input, eval_transform, normalize, to_float
 
-    batch = torch.stack([decode_resized(img, info.img_size) for img in images])
+    side, mode = eval_transform(runs.read_config(info.run_dir).get("augment"), info.img_size)
+    batch = torch.stack([eval_input(img, info.img_size, side, mode) for img in images])
     return normalize(to_float(batch), info.mean, info.std)
 
 

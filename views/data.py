@@ -10,6 +10,7 @@ from PIL import Image
 import ui
 from core import charts
 from core.data.augment import AUGMENT_PRESETS, augment_preview
+from core.data.augment import preview as preview_settings
 from core.data.cache import cache_cap, cache_size, clear_cache, decode_resized
 from core.data.cifar import CifarFolder, find_cifar, import_cifar
 from core.data.cifar import summary as cifar_summary
@@ -458,7 +459,10 @@ if done and done[0] == str(out.resolve()):
 st.header(ui.t("data.page.augment"))
 a1, a2, a3 = st.columns([2, 1, 1])
 preset_labels = {p: ui.t("data.preset." + p) for p in AUGMENT_PRESETS}
-preset = a1.selectbox(ui.t("data.page.preset"), AUGMENT_PRESETS, index=AUGMENT_PRESETS.index("seed"),
+# the settings last used on the Training page (Start, Add to queue or Preview), when there are some
+if "training_augment" in st.session_state:
+    preset_labels["training"] = ui.t("training.preview_option")
+preset = a1.selectbox(ui.t("data.page.preset"), list(preset_labels), index=AUGMENT_PRESETS.index("seed"),
                       format_func=preset_labels.__getitem__)
 size = a2.selectbox(ui.t("data.page.img_size"), (32, 64, 96, 128, 224), index=2)
 if a3.button(ui.t("data.page.reroll")):
@@ -467,10 +471,15 @@ roll = st.session_state.get("data_aug_seed", 0)
 if names:
     first = sample_paths(report, per_class=1, seed=roll)
     source = first[names[roll % len(names)]][0]
-    original = decode_resized(source, size)
+    if preset == "training":
+        chosen = st.session_state.training_augment
+        original, views = preview_settings(source, chosen["augment"], chosen["img_size"], 8, seed=roll)
+    else:
+        stored = decode_resized(source, size)
+        original, views = stored.permute(1, 2, 0).numpy(), augment_preview(stored, preset, 8, seed=roll)
     cols = st.columns(9)
-    cols[0].image(original.permute(1, 2, 0).numpy(), caption=ui.t("data.page.original"), width="stretch")
-    for col, img in zip(cols[1:], augment_preview(original, preset, 8, seed=roll)):
+    cols[0].image(original, caption=ui.t("data.page.original"), width="stretch")
+    for col, img in zip(cols[1:], views):
         col.image(img, width="stretch")
 
 # --- 6. Image cache -----------------------------------------------------------------------

@@ -10,9 +10,10 @@ import streamlit as st
 
 import ui
 from core import charts, device, models
+from core.data import augment as aug
 from core.data.augment import AUGMENT_PRESETS
 from core import runs
-from core.training.config import EARLY_STOP_METRICS, FROZEN_BN, OPTIMIZERS, SCHEDULERS, TrainConfig
+from core.training.config import EARLY_STOP_METRICS, FROZEN_BN, OPTIMIZERS, PLATEAU_METRICS, SCHEDULERS, TrainConfig
 from core.training.jobs import registry
 from core.training.live import WatchingTabs
 
@@ -43,6 +44,55 @@ def model_choices() -> dict[str, dict]:
     return choices
 
 
+AUGMENTS = (*AUGMENT_PRESETS, "custom")
+CIFAR_MEAN, CIFAR_STD = "0.4914, 0.4822, 0.4465", "0.2023, 0.1994, 0.2010"
+
+
+def augment_fields() -> dict:
+    """The custom augmentation settings (core.data.augment.DEFAULTS), four to a row."""
+    d = aug.DEFAULTS
+
+    def pair(values: list[float]) -> str:
+        return ", ".join(str(v) for v in values)  # exact: 4/3 stays 4/3
+
+    def option(name: str):
+        return lambda value: ui.t(f"training.aug.{name}.{value}")
+
+    c = st.columns(4)
+    values = {
+        "resize": c[0].number_input(ui.t("training.aug.resize"), 0, 4096, d["resize"], key="train_aug_resize"),
+        "resize_mode": c[1].selectbox(ui.t("training.aug.resize_mode"), aug.RESIZE_MODES, key="train_aug_resize_mode",
+                                      format_func=option("resize_mode")),
+        "crop": c[2].selectbox(ui.t("training.aug.crop"), aug.CROPS, key="train_aug_crop", format_func=option("crop")),
+        "eval_resize": c[3].number_input(ui.t("training.aug.eval_resize"), 0, 4096, d["eval_resize"],
+                                         key="train_aug_eval_resize", help=ui.t("training.aug.eval_resize_help")),
+    }
+    c = st.columns(4)
+    values["padding"] = c[0].number_input(ui.t("training.aug.padding"), 0, 1024, d["padding"], key="train_aug_padding")
+    scale = c[1].text_input(ui.t("training.aug.scale"), pair(d["scale"]), key="train_aug_scale")
+    ratio = c[2].text_input(ui.t("training.aug.ratio"), pair(d["ratio"]), key="train_aug_ratio")
+    order = c[3].text_input(ui.t("training.aug.order"), ", ".join(d["order"]), key="train_aug_order")
+    c = st.columns(4)
+    for col, name, high in zip(c, ("hflip", "vflip", "rotation", "translate"), (1.0, 1.0, 180.0, 0.5)):
+        values[name] = col.number_input(ui.t(f"training.aug.{name}"), 0.0, high, d[name], key=f"train_aug_{name}",
+                                        step=5.0 if name == "rotation" else 0.05)
+    c = st.columns(4)
+    for col, name, high in zip(c, aug.JITTERS, (10.0, 10.0, 10.0, 0.5)):
+        values[name] = col.number_input(ui.t(f"training.aug.{name}"), 0.0, high, d[name], key=f"train_aug_{name}",
+                                        step=0.05)
+    c = st.columns(4)
+    values["jitter_order"] = c[0].selectbox(ui.t("training.aug.jitter_order"), aug.JITTER_ORDERS,
+                                            key="train_aug_jitter_order", format_func=option("jitter_order"))
+    values["interpolation"] = c[1].selectbox(ui.t("training.aug.interpolation"), aug.INTERPOLATIONS,
+                                             key="train_aug_interpolation", format_func=option("interpolation"))
+    values["grayscale"] = c[2].number_input(ui.t("training.aug.grayscale"), 0.0, 1.0, d["grayscale"],
+                                            key="train_aug_grayscale", step=0.025, format="%.3f")
+    values["scale"] = aug.parse_numbers(scale, 2, ui.t("training.aug.scale"))
+    values["ratio"] = aug.parse_numbers(ratio, 2, ui.t("training.aug.ratio"))
+    values["order"] = [op.strip() for op in order.replace("，", ",").split(",") if op.strip()]
+    return values
+
+
 def settings_form() -> TrainConfig | None:
     """The form; returns the config when Start or Add to queue was pressed (ss.start_now tells which)."""
     splits = split_choices()
@@ -60,7 +110,8 @@ def settings_form() -> TrainConfig | None:
                                      help=ui.t("training.img_size_help"))
         batch_size = c[1].number_input(ui.t("training.batch_size"), 2, 1024, 64, step=16)
         epochs = c[2].number_input(ui.t("training.epochs"), 1, 500, 10)
-        augment = c[3].selectbox(ui.t("training.augment"), AUGMENT_PRESETS, index=AUGMENT_PRESETS.index("seed"))
+        augment = c[3].selectbox(ui.t("training.augment"), AUGMENTS, index=AUGMENTS.index("seed"), key="train_augment",
+                                 format_func=lambda a: ui.t("training.augment.custom") if a == "custom" else a)
         c = st.columns(4)
         optimizer = c[0].selectbox(ui.t("training.optimizer"), OPTIMIZERS)
         lr = c[1].number_input(ui.t("training.lr"), 1e-6, 10.0, 1e-3, format="%.0e", step=1e-4)
@@ -74,8 +125,8 @@ def settings_form() -> TrainConfig | None:
             patience = c[2].number_input(ui.t("training.patience"), 0, 100, 0, help=ui.t("training.patience_help"))
             seed = c[3].number_input(ui.t("training.seed"), 0, 2**31 - 1, 42)
             c = st.columns(4)
-            normalization = c[0].selectbox(ui.t("training.normalization"), ("imagenet", "dataset"),
-                                           format_func=lambda s: ui.t(f"training.norm.{s}"))
+            normalization = c[0].selectbox(ui.t("training.normalization"), ("imagenet", "dataset", "custom"),
+                                           key="train_normalization", format_func=lambda s: ui.t(f"training.norm.{s}"))
             freeze_epochs = c[1].number_input(ui.t("training.freeze_epochs"), 0, 100, 0,
                                               help=ui.t("training.freeze_help"))
             unfreeze_factor = c[2].number_input(ui.t("training.unfreeze_factor"), 0.001, 1.0, 0.1, step=0.05)
@@ -92,11 +143,43 @@ def settings_form() -> TrainConfig | None:
             amp = c[2].checkbox(ui.t("training.amp"), value=True, help=ui.t("training.amp_help"))
             frozen_bn = c[3].selectbox(ui.t("training.frozen_bn"), FROZEN_BN, help=ui.t("training.frozen_bn_help"),
                                        format_func=lambda m: ui.t(f"training.frozen_bn.{m}"))
+            st.caption(ui.t("training.sched.title"))
+            c = st.columns(4)
+            plateau_metric = c[0].selectbox(ui.t("training.plateau_metric"), PLATEAU_METRICS, key="train_plateau_metric",
+                                            format_func=lambda m: ui.t(f"training.metric.{m}"))
+            plateau_patience = c[1].number_input(ui.t("training.plateau_patience"), 0, 100, 2,
+                                                 key="train_plateau_patience")
+            tb_every = c[2].number_input(ui.t("training.tensorboard_batch_every"), 1, 100_000, 100,
+                                         key="train_tensorboard_batch_every")
+            phase2_from_best = c[3].checkbox(ui.t("training.phase2_from_best"), key="train_phase2_from_best",
+                                             help=ui.t("training.phase2_help"))
+            c = st.columns(4)
+            phase2_lr = c[0].number_input(ui.t("training.phase2_lr"), 0.0, 10.0, 0.0, format="%.0e", step=1e-4,
+                                          key="train_phase2_lr", help=ui.t("training.phase2_help"))
+            phase2_step = c[1].number_input(ui.t("training.phase2_step_size"), 0, 500, 0, key="train_phase2_step_size")
+            phase2_gamma = c[2].number_input(ui.t("training.phase2_gamma"), 0.0, 1.0, 0.0, step=0.05,
+                                             key="train_phase2_gamma")
+            st.caption(ui.t("training.aug.title"))
+            custom = augment_fields()
+            c = st.columns(2)
+            norm_mean = c[0].text_input(ui.t("training.norm_mean"), CIFAR_MEAN, key="train_norm_mean")
+            norm_std = c[1].text_input(ui.t("training.norm_std"), CIFAR_STD, key="train_norm_std")
             name = st.text_input(ui.t("training.name"), placeholder=ui.t("training.name_hint"))
-        c = st.columns([1, 1, 4])
+        c = st.columns([1, 1, 1, 3])
         start = c[0].form_submit_button(ui.t("training.start"), type="primary")
         queue = c[1].form_submit_button(ui.t("training.queue"))
-    if not (start or queue):
+        show = c[2].form_submit_button(ui.t("training.preview"))
+    if not (start or queue or show):
+        return None
+    if normalization == "custom":
+        normalization = {"mean": aug.parse_numbers(norm_mean, 3, ui.t("training.norm_mean")),
+                         "std": aug.parse_numbers(norm_std, 3, ui.t("training.norm_std"))}
+    if augment == "custom":
+        augment = custom
+    # the Data page's preview can show these settings too
+    ss.training_augment = {"augment": aug.settings(augment, int(img_size)), "img_size": int(img_size)}
+    if show:
+        draw_preview(data, augment, int(img_size))
         return None
     ss.start_now = start
     ref = options[label]
@@ -108,7 +191,23 @@ def settings_form() -> TrainConfig | None:
         augment=augment, normalization=normalization, early_stop_metric=early_stop_metric, frozen_bn=frozen_bn,
         early_stop_patience=int(patience), freeze_epochs=int(freeze_epochs),
         unfreeze_lr_factor=float(unfreeze_factor), device=run_device, seed=int(seed), amp=amp,
-        tensorboard=tensorboard, histogram_every=int(histogram_every))
+        tensorboard=tensorboard, histogram_every=int(histogram_every), plateau_metric=plateau_metric,
+        plateau_patience=int(plateau_patience), phase2_lr=float(phase2_lr), phase2_step_size=int(phase2_step),
+        phase2_gamma=float(phase2_gamma), phase2_from_best=phase2_from_best,
+        tensorboard_batch_every=int(tb_every)).validated()
+
+
+def draw_preview(split: str, augment, img_size: int) -> None:
+    """The split's first training image as training stores it, and eight augmented versions."""
+    source = aug.first_image(split)
+    if source is None:
+        return
+    original, views = aug.preview(source, augment, img_size, 8)
+    st.caption(ui.t("training.preview_caption"))
+    cols = st.columns(9)
+    cols[0].image(original, width="stretch")
+    for col, img in zip(cols[1:], views):
+        col.image(img, width="stretch")
 
 
 def watch(run_id: str) -> None:

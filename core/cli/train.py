@@ -11,6 +11,7 @@ import dataclasses
 import json
 import signal
 import threading
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from core.training.config import (
     FROZEN_BN,
     NORMALIZATIONS,
     OPTIMIZERS,
+    PLATEAU_METRICS,
     SCHEDULERS,
     TrainConfig,
 )
@@ -32,7 +34,8 @@ AUGMENTS = ("none", "light", "seed", "strong")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # Listed in --help only: a wrong value gets core's own translated message (and JSON with --json).
 CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "augment": AUGMENTS, "device": DEVICES,
-           "normalization": NORMALIZATIONS, "early_stop_metric": EARLY_STOP_METRICS, "frozen_bn": FROZEN_BN}
+           "normalization": NORMALIZATIONS, "early_stop_metric": EARLY_STOP_METRICS, "frozen_bn": FROZEN_BN,
+           "plateau_metric": PLATEAU_METRICS}
 METAVARS = {"data": "SPLIT", "model": "NAME_OR_SPEC"}
 NOT_KIND = {int: "training.cli.not_int", float: "training.cli.not_float", bool: "training.cli.not_bool",
             str: "training.cli.not_text"}
@@ -132,6 +135,8 @@ def read_config_file(path: str) -> dict[str, Any]:
 def convert(name: str, kind: Any, value: Any) -> Any:
     """`value` (a flag's text or a JSON value) as the field's type, or a UserError naming the field."""
     try:
+        if _name_or_object(kind) and isinstance(value, str) and not value.lstrip().startswith("{"):
+            return value  # a name (augment "seed", normalization "imagenet"); else JSON settings
         if kind is bool and isinstance(value, bool):
             return value
         if kind is int and not isinstance(value, bool) and isinstance(value, (int, str)):
@@ -148,6 +153,11 @@ def convert(name: str, kind: Any, value: Any) -> Any:
         if kind not in NOT_KIND:
             raise UserError("training.cli.not_json", field=name, value=value) from err
     raise UserError(NOT_KIND.get(kind, "training.cli.not_json"), field=name, value=value)
+
+
+def _name_or_object(kind: Any) -> bool:
+    """A field that takes a name or a JSON object of settings (`str | dict`)."""
+    return typing.get_origin(kind) in (typing.Union, types.UnionType) and str in typing.get_args(kind)
 
 
 def resolve_config(args: argparse.Namespace, models_dir: Path) -> TrainConfig:

@@ -35,14 +35,23 @@ CACHE_VERSION = 1
 CACHE_PATTERN = "images-*.npy"  # each with an optional `.stats.json` beside it (core.data.augment)
 
 
-def decode_resized(path: str | Path | Image.Image, img_size: int) -> torch.Tensor:
-    """One image as uint8 [3,S,S], resized like torchvision `Resize((S, S))` (bilinear, antialiased).
+def decode_resized(path: str | Path | Image.Image, img_size: int, mode: str = "square") -> torch.Tensor:
+    """One image as uint8 [3,S,S], resized like torchvision `Resize((S, S))` (bilinear, antialiased),
+    or with `mode` "shorter" like `Resize(S)` then `CenterCrop(S)` (aspect ratio kept).
 
     Training, evaluation and prediction all go through this, so a photo is prepared the same
     way wherever it comes from.
     """
     img = path if isinstance(path, Image.Image) else open_image(path)
-    img = img.convert("RGB").resize((img_size, img_size), Image.BILINEAR)
+    img = img.convert("RGB")
+    if mode == "shorter":
+        w, h = img.size
+        size = (img_size, int(img_size * h / w)) if w <= h else (int(img_size * w / h), img_size)
+        img = img.resize(size, Image.BILINEAR)
+        left, top = round((size[0] - img_size) / 2.0), round((size[1] - img_size) / 2.0)
+        img = img.crop((left, top, left + img_size, top + img_size))
+    else:
+        img = img.resize((img_size, img_size), Image.BILINEAR)
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 
@@ -50,14 +59,14 @@ def _workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def decode_many(paths: list[Path], img_size: int, workers: int | None = None) -> torch.Tensor:
+def decode_many(paths: list[Path], img_size: int, workers: int | None = None, mode: str = "square") -> torch.Tensor:
     """uint8 [N,3,S,S] for `paths`, decoded in a thread pool; a broken file raises a UserError."""
     out = torch.empty((len(paths), 3, img_size, img_size), dtype=torch.uint8)
     if not paths:
         return out
 
     def fill(i: int) -> None:
-        out[i] = decode_resized(paths[i], img_size)
+        out[i] = decode_resized(paths[i], img_size, mode)
 
     with ThreadPoolExecutor(max_workers=workers or _workers()) as pool:
         list(pool.map(fill, range(len(paths))))
@@ -78,6 +87,7 @@ class ImageSet:
     cache_file: Path | None = None
     mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     _data: torch.Tensor | None = field(default=None, repr=False)
+    mode: str = "square"  # how images were resized (core.data.cache.decode_resized)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -86,7 +96,7 @@ class ImageSet:
         """uint8 [B,3,S,S] for these indices (from memory, or decoded now when streaming)."""
         if self._data is not None:
             return self._data[indices]
-        return decode_many([self.paths[i] for i in indices.tolist()], self.img_size)
+        return decode_many([self.paths[i] for i in indices.tolist()], self.img_size, mode=self.mode)
 
 
 def _split_classes(split_dir: Path, folder: Path) -> tuple[list[str], list[str]]:
@@ -100,9 +110,10 @@ def _split_classes(split_dir: Path, folder: Path) -> tuple[list[str], list[str]]
     return names, names
 
 
-def cache_key(paths: list[Path], root: Path, img_size: int) -> str:
-    """Changes when any file is added, removed, renamed or touched, or the size changes."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}|{img_size}|{root.resolve()}".encode())
+def cache_key(paths: list[Path], root: Path, img_size: int, mode: str = "square") -> str:
+    """Changes when any file is added, removed, renamed or touched, or the size or resize mode changes."""
+    size = img_size if mode == "square" else f"{img_size}-{mode}"  # square keeps the keys of older caches
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{root.resolve()}".encode())
     for path in paths:
         st = path.stat()
         digest.update(f"|{path.relative_to(root).as_posix()}|{st.st_mtime_ns}|{st.st_size}".encode())
@@ -115,6 +126,7 @@ def load_images(
     img_size: int,
     cache_dir: Path | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    mode: str = "square",
 ) -> ImageSet:
     """The images of `split_dir/split`, decoded once (and saved to `cache_dir`) or streamed.
 
@@ -132,7 +144,7 @@ def load_images(
         found = class_images(folder / name) if (folder / name).is_dir() else []
         paths += found
         labels += [index] * len(found)
-    images = ImageSet(classes, display, paths, torch.tensor(labels, dtype=torch.long), img_size)
+    images = ImageSet(classes, display, paths, torch.tensor(labels, dtype=torch.long), img_size, mode=mode)
     if not paths:
         raise UserError("data.empty_split", path=str(folder))
 
@@ -142,7 +154,7 @@ def load_images(
         images.note = ("data.cache_streaming", {"needed_mb": needed // 2**20, "budget_mb": memory_budget // 2**20})
         return images
 
-    key = cache_key(paths, folder, img_size)
+    key = cache_key(paths, folder, img_size, mode)
     if cache_dir is not None:
         images.cache_file = Path(cache_dir) / f"images-{key}.npy"
         if images.cache_file.is_file():
@@ -154,7 +166,7 @@ def load_images(
                     return images
             except (OSError, ValueError, EOFError):
                 pass  # a damaged cache file is rebuilt below
-    images._data = decode_many(paths, img_size)
+    images._data = decode_many(paths, img_size, mode=mode)
     if images.cache_file is not None:
         _save_atomically(images._data, images.cache_file)
         evict(images.cache_file.parent, keep=images.cache_file)

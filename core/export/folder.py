@@ -33,6 +33,7 @@ from core.export.parity import (
     ParityImages,
     check_folder,
     demo_images,
+    eval_resize,
     split_images,
 )
 from core.inference import ModelInfo
@@ -62,15 +63,24 @@ def labels_record(info: ModelInfo) -> dict[str, Any]:
 
 
 def preprocess_record(info: ModelInfo, batch: int | str) -> dict[str, Any]:
-    """Everything a re-implementation needs; predict.py reads `size` from here."""
+    """Everything a re-implementation needs; predict.py reads `size`, `resize_to` and
+    `resize_mode` from here."""
+    side, mode = eval_resize(info)
+    resize = ("stretch to resize_to x resize_to (no crop, aspect ratio not kept)" if mode == "square" else
+              "shorter side to resize_to (the longer one int(resize_to * long / short)), then the "
+              "central resize_to x resize_to")
+    if side > info.img_size:
+        resize += ", then the central size x size (top/left = round((resize_to - size) / 2))"
     return {
         "size": info.img_size,
+        "resize_to": side,
+        "resize_mode": mode,
         "input": {"name": INPUT, "dtype": "uint8", "layout": "NCHW", "channels": "RGB", "range": [0, 255],
                   "shape": [batch, 3, info.img_size, info.img_size]},
         "outputs": {"logits": "float32 [N, classes]", "probs": "float32 [N, classes], softmax of logits"},
         "open": "Pillow; EXIF orientation applied (ImageOps.exif_transpose); converted to 8-bit RGB "
                 "(transparency flattened onto white, 16-bit scaled to 8-bit)",
-        "resize": "stretch to size x size (no crop, aspect ratio not kept)",
+        "resize": resize,
         "interpolation": "bilinear, antialiased when shrinking (Pillow Image.resize(..., Image.BILINEAR))",
         "mean": list(info.mean),
         "std": list(info.std),

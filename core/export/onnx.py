@@ -1,6 +1,6 @@
 """A run's network as an ONNX graph that takes the image as the studio decodes it.
 
-The graph starts at uint8 RGB [N, 3, S, S] (what `core.data.cache.decode_resized` makes) and
+The graph starts at uint8 RGB [N, 3, S, S] (what `core.data.augment.eval_input` makes) and
 does the rest of `core.inference.preprocess` itself - scale to [0, 1], subtract the mean,
 divide by the std - so a user of the file cannot get the normalisation wrong. It ends with
 both `logits` and `probs` (softmax). Exported with torch's dynamo exporter (`torch.export`

@@ -1,8 +1,8 @@
 """The parity check: does the exported folder predict what the studio predicts?
 
 The same images go through the run's PyTorch model (`core.inference.preprocess`, the one
-preprocessing path) and through onnxruntime (the graph fed with `decode_resized`'s uint8
-pixels, its normalisation inside). Then the folder's own `predict.py` runs as a separate
+preprocessing path) and through onnxruntime (the graph fed with the uint8 pixels of the
+run's evaluation transform, `core.data.augment.eval_input`, its normalisation inside). Then the folder's own `predict.py` runs as a separate
 process on a few of them, so its copy of the preprocessing is checked too, not only the graph.
 An export passes when top-1 agrees on at least 99.9% of the images and no probability
 differs by more than 1e-4 (torchvision's ONNX tests compare at rtol 1e-3, atol 1e-5).
@@ -103,6 +103,15 @@ def demo_images(folder: Path, info: ModelInfo, count: int = DEMO_IMAGES) -> Pari
     return ParityImages("demo", paths, labels)
 
 
+def eval_resize(info: ModelInfo) -> tuple[int, str]:
+    """The run's evaluation transform: (side to resize to, "square" or "shorter"); a centre
+    crop to the image size follows when the side is larger."""
+    from core import runs
+    from core.data.augment import eval_transform
+
+    return eval_transform(runs.read_config(info.run_dir).get("augment"), info.img_size)
+
+
 def _accuracy(probs: np.ndarray, labels: list[int | None]) -> float | None:
     known = [(i, y) for i, y in enumerate(labels) if y is not None]
     if not known:
@@ -121,17 +130,18 @@ def _session(model_file: Path):
 @torch.no_grad()
 def both_probabilities(model: nn.Module, info: ModelInfo, session, images: ParityImages) -> tuple[np.ndarray, np.ndarray]:
     """[N, C] probabilities from PyTorch and from onnxruntime, each image decoded once for both."""
-    from core.data.cache import decode_resized
+    from core.data.augment import eval_input
     from core.data.images import open_image
     from core.inference import preprocess
 
     batch = session.get_inputs()[0].shape[0]
     step = batch if isinstance(batch, int) else CHUNK
+    side, mode = eval_resize(info)
     ours, theirs = [], []
     for start in range(0, len(images.paths), CHUNK):
         pictures = [open_image(p) for p in images.paths[start:start + CHUNK]]
         ours.append(torch.softmax(model(preprocess(pictures, info)).float(), dim=1).numpy())
-        pixels = torch.stack([decode_resized(p, info.img_size) for p in pictures]).numpy()
+        pixels = torch.stack([eval_input(p, info.img_size, side, mode) for p in pictures]).numpy()
         theirs += [session.run(["probs"], {"image": pixels[i:i + step]})[0] for i in range(0, len(pixels), step)]
     return np.concatenate(ours), np.concatenate(theirs)
 
@@ -142,8 +152,10 @@ def _check_files(folder: Path, info: ModelInfo, parity: Parity) -> None:
     if labels.get("classes") != info.classes or labels.get("display_names") != class_names(info):
         parity.problem("export.check.labels_mismatch", classes=len(info.classes))
     prep = read_json(folder / "preprocess.json")
+    side, mode = eval_resize(info)
     if (prep.get("size") != info.img_size or prep.get("mean") != list(info.mean)
-            or prep.get("std") != list(info.std)):
+            or prep.get("std") != list(info.std)
+            or prep.get("resize_to", info.img_size) != side or prep.get("resize_mode", "square") != mode):
         parity.problem("export.check.preprocess_mismatch", size=info.img_size)
 
 

@@ -7,9 +7,12 @@ Written by CNN Studio's export (this folder also holds model.onnx, labels.json a
 preprocess.json). A photo is prepared exactly as the studio prepares it:
   1. opened with Pillow, EXIF orientation applied;
   2. converted to 8-bit RGB (transparency flattened onto white, 16-bit scaled to 8-bit);
-  3. resized to SIZE x SIZE (stretched, no crop, aspect ratio not kept) with Pillow's
-     bilinear filter (antialiased when shrinking): `img.resize((SIZE, SIZE), Image.BILINEAR)`;
-  4. given to the model as uint8 [N, 3, SIZE, SIZE] (RGB, channels first, values 0-255).
+  3. resized with Pillow's bilinear filter (antialiased when shrinking) to R x R, R being
+     preprocess.json's `resize_to` (SIZE when absent): stretched (`resize_mode` "square":
+     `img.resize((R, R), Image.BILINEAR)`), or shorter side to R keeping the aspect ratio,
+     then the central R x R ("shorter", as torchvision's Resize(R) + CenterCrop(R));
+  4. when R > SIZE, the central SIZE x SIZE (as torchvision's CenterCrop(SIZE));
+  5. given to the model as uint8 [N, 3, SIZE, SIZE] (RGB, channels first, values 0-255).
 The mean/std normalisation is inside model.onnx: do not normalise the input yourself.
 The model's outputs are `logits` and `probs` [N, classes]; column i is labels.json's class i.
 
@@ -57,9 +60,23 @@ def open_image(path: str | Path) -> Image.Image:
         return to_rgb(ImageOps.exif_transpose(img))
 
 
-def to_input(img: Image.Image, size: int) -> np.ndarray:
+def centre(img: Image.Image, size: int) -> Image.Image:
+    left, top = round((img.width - size) / 2.0), round((img.height - size) / 2.0)
+    return img.crop((left, top, left + size, top + size))
+
+
+def to_input(img: Image.Image, size: int, resize_to: int | None = None, mode: str = "square") -> np.ndarray:
     """uint8 [3, size, size]: the model's input for one image."""
-    img = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    side = resize_to or size
+    img = img.convert("RGB")
+    if mode == "shorter":
+        w, h = img.size
+        img = centre(img.resize((side, int(side * h / w)) if w <= h else (int(side * w / h), side),
+                                Image.Resampling.BILINEAR), side)
+    else:
+        img = img.resize((side, side), Image.Resampling.BILINEAR)
+    if side != size:
+        img = centre(img, size)
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
 
 
@@ -71,6 +88,8 @@ class Predictor:
         self.labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
         self.preprocess = json.loads((folder / "preprocess.json").read_text(encoding="utf-8"))
         self.size = int(self.preprocess["size"])
+        self.resize_to = int(self.preprocess.get("resize_to") or self.size)
+        self.resize_mode = self.preprocess.get("resize_mode", "square")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
@@ -79,7 +98,8 @@ class Predictor:
 
     def predict(self, images: list) -> np.ndarray:
         """Class probabilities [N, classes] for image paths or PIL images."""
-        arrays = [to_input(img if isinstance(img, Image.Image) else open_image(img), self.size) for img in images]
+        arrays = [to_input(img if isinstance(img, Image.Image) else open_image(img), self.size, self.resize_to,
+                           self.resize_mode) for img in images]
         out = [self.session.run(["probs"], {"image": np.stack(arrays[i:i + self.batch])})[0]
                for i in range(0, len(arrays), self.batch)]
         return np.concatenate(out) if out else np.zeros((0, len(self.labels["classes"])), np.float32)

@@ -2,7 +2,7 @@
 
 A spec is `{"blocks": [block, ...], "head": head}`. Each block is conv -> batch norm ->
 activation -> pooling -> attention -> dropout; the head flattens (or global-average-pools)
-and stacks fully connected layers. The presets `simple_cnn` and `cbam_cnn` are specs too,
+and stacks fully connected layers. The presets `simple_cnn`, `cbam_cnn` and `catdog_cnn` are specs too,
 so the page's builder and the presets share one code path. The flatten size is computed
 from the input size, so every spec works at any size its pooling allows.
 """
@@ -243,4 +243,10 @@ CBAM_CNN: dict[str, Any] = {
     "head": {"pool": "flatten", "hidden": [512], "dropout": 0.5},
 }
 
-PRESET_SPECS: dict[str, dict[str, Any]] = {"simple_cnn": SIMPLE_CNN, "cbam_cnn": CBAM_CNN}
+# The course's day-43 cats-vs-dogs SimpleCNN: 51,475,010 parameters at 224 px and 2 classes.
+CATDOG_CNN: dict[str, Any] = {
+    "blocks": [{"out": c, "kernel": 3, "act": "relu", "pool": "max"} for c in (32, 64, 128)],
+    "head": {"pool": "flatten", "hidden": [512], "dropout": 0.5},
+}
+
+PRESET_SPECS: dict[str, dict[str, Any]] = {"simple_cnn": SIMPLE_CNN, "cbam_cnn": CBAM_CNN, "catdog_cnn": CATDOG_CNN}

@@ -1,7 +1,7 @@
 """Model references (plain JSON) -> networks: presets, torchvision backbones, builder specs.
 
 A reference is one of
-    {"preset": "simple_cnn" | "cbam_cnn" | "resnet18_cbam"}
+    {"preset": "simple_cnn" | "cbam_cnn" | "resnet18_cbam" | "catdog_cnn"}
     {"backbone": "resnet18", "pretrained": false, "weights_path": null}
     {"spec": {"blocks": [...], "head": {...}}}
 optionally with a "name" and a suggested "freeze" policy (applied by training through
@@ -22,7 +22,7 @@ from core.models.backbones import (
 )
 from core.models.builder import PRESET_SPECS, SpecNet, normalize_spec
 
-PRESETS = ("simple_cnn", "cbam_cnn", "resnet18_cbam")
+PRESETS = ("simple_cnn", "cbam_cnn", "resnet18_cbam", "catdog_cnn")
 MIN_IMG_SIZE, MAX_IMG_SIZE = 8, 1024
 REF_KEYS = {"name", "preset", "backbone", "spec", "pretrained", "weights_path", "freeze"}
 

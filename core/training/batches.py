@@ -1,16 +1,19 @@
 """A run's data as model input: the split's decoded images and batches of them on the device.
 
-Images come from the decode-once cache as uint8 tensors; augmentation and normalisation run on
-whole batches.
+Images come from the decode-once cache as uint8 tensors (training images at the augmentation's
+stored side, evaluation images at the evaluation transform's); augmentation, the evaluation
+centre crop and normalisation run on whole batches.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from core.data.augment import IMAGENET_MEAN, IMAGENET_STD, augment, dataset_mean_std, normalize, to_float
+from core.data.augment import (IMAGENET_MEAN, IMAGENET_STD, Augmentation, augmentation, centre_crop,
+                               dataset_mean_std, eval_transform, normalize, to_float, typed_mean_std)
 from core.data.cache import ImageSet, load_images
 from core.data.files import class_images
 from core.data.split import read_split_info
@@ -36,22 +39,37 @@ def count_images(split_dir: str | Path, split: str, classes: list[str]) -> int:
 
 def load_data(cfg: TrainConfig, cache_dir: Path | None) -> Data:
     info = read_split_info(cfg.data)
-    train = load_images(cfg.data, "train", cfg.img_size, cache_dir)
-    val = load_images(cfg.data, "val", cfg.img_size, cache_dir)
-    mean, std = dataset_mean_std(train) if cfg.normalization == "dataset" else (IMAGENET_MEAN, IMAGENET_STD)
+    plan = augmentation(cfg.augment, cfg.img_size)
+    train = load_images(cfg.data, "train", plan.stored_side, cache_dir, mode=plan.resize_mode)
+    side, mode = eval_transform(cfg.augment, cfg.img_size)
+    val = load_images(cfg.data, "val", side, cache_dir, mode=mode)
+    mean, std = mean_std(cfg.normalization, train)
     classes = list(info.get("classes") or train.classes)
     return Data(train, val, count_images(cfg.data, "test", train.classes), classes,
                 list(info.get("display_names") or classes), tuple(mean), tuple(std))
 
 
+def mean_std(normalization: str | dict[str, Any], train: ImageSet) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The normalisation statistics: ImageNet's, the training images' own, or typed ones."""
+    typed = typed_mean_std(normalization)
+    if typed is not None:
+        return typed
+    return dataset_mean_std(train) if normalization == "dataset" else (IMAGENET_MEAN, IMAGENET_STD)
+
+
 class Batches:
-    """uint8 batches of an ImageSet turned into model input on `device`."""
+    """uint8 batches of an ImageSet turned into model input of side `img_size` on `device`:
+    augmented (training: `augment_preset` is a preset name, settings or an Augmentation) or,
+    without augmentation, centre-cropped to `img_size` when stored larger (evaluation)."""
 
     def __init__(self, images: ImageSet, batch_size: int, device: torch.device, mean, std,
-                 augment_preset: str | None = None, generator: torch.Generator | None = None,
-                 channels_last: bool = False) -> None:
+                 augment_preset: str | dict[str, Any] | Augmentation | None = None,
+                 generator: torch.Generator | None = None, channels_last: bool = False,
+                 img_size: int | None = None) -> None:
         self.images, self.batch_size, self.device = images, batch_size, device
         self.mean, self.std, self.preset, self.generator = mean, std, augment_preset, generator
+        self.img_size = img_size or images.img_size
+        self.augmentation = (augmentation(augment_preset, self.img_size) if augment_preset is not None else None)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __len__(self) -> int:
@@ -66,7 +84,8 @@ class Batches:
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             x = self.images.batch(idx)
-            x = augment(x, self.preset, self.generator) if self.preset is not None else to_float(x)
+            x = (self.augmentation(x, self.generator) if self.augmentation is not None
+                 else to_float(centre_crop(x, self.img_size)))
             x = normalize(x, self.mean, self.std)
             x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
             yield x, self.images.labels[idx].to(self.device, non_blocking=True), idx

@@ -20,7 +20,7 @@ from core.atomic import write_json
 from core.errors import UserError
 from core.training import checkpoint
 from core.training.batches import Batches, load_data
-from core.training.config import TrainConfig
+from core.training.config import TrainConfig, phase_config, phase_lr
 from core.training.evaluate import evaluate_run
 from core.training.loops import OnRecord, Record, Stopped, loss_and_accuracy, predict_batches, train_one_epoch
 from core.training.optim import OPTIMIZERS, SCHEDULERS
@@ -80,9 +80,9 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.scaler = (torch.amp.GradScaler("cuda") if self.amp and not torch.cuda.is_bf16_supported() else None)
         self.train_batches = Batches(self.data.train, cfg.batch_size, self.device, self.data.mean, self.data.std,
-                                     cfg.augment, self.generator, self.channels_last)
+                                     cfg.augment, self.generator, self.channels_last, cfg.img_size)
         self.val_batches = Batches(self.data.val, cfg.batch_size, self.device, self.data.mean, self.data.std,
-                                   channels_last=self.channels_last)
+                                   channels_last=self.channels_last, img_size=cfg.img_size)
         self.epoch = 0
         self.step = 0
         self.best_val_acc = -1.0
@@ -97,6 +97,8 @@ class Trainer:
                 self.optimizer.load_state_dict(resume["optimizer"])
                 if self.scheduler is not None and resume.get("scheduler"):
                     self.scheduler.load_state_dict(resume["scheduler"])
+            elif cfg.phase2_from_best:
+                self._load_best()  # as the uninterrupted run did at the switch
             self.epoch, self.step = resume["epoch"], resume["step"]
             self.best_val_acc, self.best_metric = resume["best_val_acc"], resume["best_metric"]
             self.bad_epochs = resume["bad_epochs"]
@@ -110,11 +112,18 @@ class Trainer:
         self.phase_frozen = frozen
         counts = self.freeze(self.model, "head" if frozen else cfg.model.get("freeze", "all"), cfg.frozen_bn)
         self.trainable = counts.trainable
-        lr = cfg.lr if frozen or cfg.freeze_epochs == 0 else cfg.lr * cfg.unfreeze_lr_factor
+        second = cfg.freeze_epochs > 0 and not frozen
         phase_epochs = cfg.freeze_epochs if frozen else cfg.epochs - cfg.freeze_epochs
-        self.optimizer = OPTIMIZERS[cfg.optimizer](self.model.parameters(), cfg, lr)
+        phase = phase_config(cfg, second)
+        self.optimizer = OPTIMIZERS[cfg.optimizer](self.model.parameters(), phase, phase_lr(cfg, second))
         factory, self.per_step = SCHEDULERS[cfg.scheduler]
-        self.scheduler = factory(self.optimizer, cfg, phase_epochs, len(self.train_batches))
+        self.scheduler = factory(self.optimizer, phase, phase_epochs, len(self.train_batches))
+
+    def _load_best(self) -> None:
+        """Phase 1's best weights (best.pt) into the model, where there are any."""
+        best = self.run_dir / "best.pt"
+        if best.is_file():
+            self.model.load_state_dict(checkpoint.load(best)["model"])
 
     def _write_config(self) -> None:
         recorded = {k: v for k, v in runs.read_config(self.run_dir).items() if k == "split_id"}
@@ -214,6 +223,8 @@ class Trainer:
         try:
             while self.epoch < cfg.epochs:
                 if self.phase_frozen and self.epoch >= cfg.freeze_epochs:
+                    if cfg.phase2_from_best:
+                        self._load_best()
                     self._start_phase(self.epoch)
                     runs.update_summary(self.run_dir, trainable_params=self.trainable)
                 epoch = self.epoch + 1
@@ -230,8 +241,15 @@ class Trainer:
                                           "img_per_s": rate,
                                           "eta_s": left * cfg.batch_size / rate if rate else None})
 
-                def on_step(step: int) -> None:
-                    if writer is not None and step % cfg.histogram_every == 0:
+                def on_step(step: int, loss: torch.Tensor, correct: torch.Tensor, n: int, lr: float) -> None:
+                    if writer is None:
+                        return
+                    if (step - 1) % cfg.tensorboard_batch_every == 0:
+                        # as the course's CBAM lesson logs them: every N batches, x = batches done before
+                        writer.add_scalar("Train/Batch_Loss", float(loss), step - 1)
+                        writer.add_scalar("Train/Batch_Accuracy", int(correct) / n, step - 1)
+                        writer.add_scalar("Train/Learning_Rate", lr, step - 1)
+                    if step % cfg.histogram_every == 0:
                         for name, p in self.model.named_parameters():
                             writer.add_histogram(f"weights/{name}", p.detach().cpu(), step)
                             if p.grad is not None:
@@ -246,7 +264,7 @@ class Trainer:
                 val_loss, val_acc = loss_and_accuracy(predict_batches(self.model, self.val_batches, self.amp),
                                                       self.data.val.labels)
                 lr = _lr(self.optimizer)
-                self._step_scheduler(val_acc)
+                self._step_scheduler(val_loss, val_acc)
                 seen_total += seen
                 train_seconds += train_time
                 self.epoch = epoch
@@ -270,11 +288,11 @@ class Trainer:
             if writer is not None:
                 writer.close()
 
-    def _step_scheduler(self, val_acc: float) -> None:
+    def _step_scheduler(self, val_loss: float, val_acc: float) -> None:
         if self.scheduler is None or self.per_step:
             return
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            self.scheduler.step(val_acc)
+            self.scheduler.step(val_loss if self.cfg.plateau_metric == "val_loss" else val_acc)
         else:
             self.scheduler.step()
 

@@ -17,6 +17,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from core import runs
 from core.atomic import replacing, write_json
+from core.data.augment import eval_transform
 from core.data.cache import load_images
 from core.data.split import split_identity
 from core.errors import UserError
@@ -61,13 +62,14 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: str
     model, info = load_model(run_dir)
     config = runs.read_config(run_dir)
     data = Path(data or config["data"]).expanduser()
-    images = load_images(data, split, info.img_size, cache_dir)
+    side, mode = eval_transform(config.get("augment"), info.img_size)  # the run's evaluation transform
+    images = load_images(data, split, side, cache_dir, mode=mode)
     if images.classes != info.classes:
         raise UserError("training.eval_classes_differ", run=run_dir.name, data=str(data),
                         expected=", ".join(info.classes), found=", ".join(images.classes))
     device = torch.device(device)
     model.to(device)
-    probs = predict_batches(model, Batches(images, batch_size, device, info.mean, info.std))
+    probs = predict_batches(model, Batches(images, batch_size, device, info.mean, info.std, img_size=info.img_size))
     result = metrics(probs, images.labels, info.classes)
     split_id = split_identity(data)
     reason = other_data_reason(run_dir, data, split_id, split, len(images))

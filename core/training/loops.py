@@ -18,6 +18,9 @@ from core.training.batches import Batches
 
 Record = dict[str, Any]
 OnRecord = Callable[[Record], None]
+# After each optimizer step: (step, the batch's loss and correct count as device tensors - reading
+# them is a host sync, so only on the steps that log -, the batch size, the lr the step used).
+OnStep = Callable[[int, torch.Tensor, torch.Tensor, int, float], None]
 
 
 class Stopped(Exception):
@@ -36,7 +39,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
                     scheduler: Any = None, scaler: torch.amp.GradScaler | None = None, amp: bool = False,
                     stop: threading.Event | None = None, on_record: OnRecord | None = None,
                     on_batch: Callable[[int, int], None] | None = None,
-                    on_step: Callable[[int], None] | None = None) -> tuple[float, float, int, int]:
+                    on_step: OnStep | None = None) -> tuple[float, float, int, int]:
     """One pass over the training batches; returns (mean loss, accuracy, images seen, step)."""
     model.train()
     device = batches.device
@@ -58,16 +61,18 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
         else:
             loss.backward()
             optimizer.step()
+        lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
         step += 1
         detached = loss.detach()
         window.append(detached)
         loss_sum += detached * len(y)
-        correct += (logits.detach().argmax(1) == y).sum()
+        batch_correct = (logits.detach().argmax(1) == y).sum()
+        correct += batch_correct
         seen += len(y)
         if on_step is not None:
-            on_step(step)
+            on_step(step, detached, batch_correct, len(y), lr)
         if len(window) >= log_every or b == len(batches) - 1:
             losses = torch.stack(window).float().cpu()  # the one host sync per window
             _check_finite(losses, epoch, step - len(window) + 1)

@@ -17,8 +17,10 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 SCHEDULERS: dict[str, tuple[Callable[..., Any], bool]] = {
     "none": (lambda o, c, epochs, steps: None, False),
     "step": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.StepLR(o, c.step_size, c.gamma), False),
+    # watches c.plateau_metric: the engine steps it with that epoch's val accuracy or val loss
     "plateau": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.ReduceLROnPlateau(
-        o, mode="max", factor=c.gamma, patience=2), False),
+        o, mode="min" if c.plateau_metric == "val_loss" else "max", factor=c.gamma, patience=c.plateau_patience),
+        False),
     "cosine": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(1, epochs)), False),
     "onecycle": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.OneCycleLR(
         o, max_lr=o.param_groups[0]["lr"], total_steps=max(1, epochs * steps)), True),

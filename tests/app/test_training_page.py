@@ -123,3 +123,66 @@ def test_every_setting_of_the_form_reaches_the_run_config(demo_split):
         "optimizer": "sgd", "scheduler": "step", "momentum": 0.8, "nesterov": True, "step_size": 2,
         "gamma": 0.5, "early_stop_metric": "val_loss", "amp": False, "histogram_every": 7, "frozen_bn": "train"}
     assert runs.read_summary(run.path)["status"] == "finished"
+
+
+def test_custom_augmentation_schedule_and_normalisation_reach_the_run_config(demo_split):
+    """The settings under 'More settings': augmentation of one's own (with its preview, also on
+    the Data page), the plateau's metric and patience, the second phase's own schedule, typed
+    normalisation and TensorBoard's batch scalars."""
+    from core.data.augment import settings
+
+    at = open_page()
+    label = lambda key: i18n.t(key, "en")  # noqa: E731
+    widget = lambda kind, key: next(w for w in at.get(kind) if w.label == label(key))  # noqa: E731
+    widget("number_input", "training.img_size").set_value(32)
+    widget("number_input", "training.batch_size").set_value(8)
+    widget("number_input", "training.epochs").set_value(2)
+    widget("selectbox", "training.augment").set_value("custom")
+    widget("number_input", "training.aug.resize").set_value(40)
+    widget("selectbox", "training.aug.crop").set_value("center")
+    widget("number_input", "training.aug.eval_resize").set_value(40)
+    widget("number_input", "training.aug.rotation").set_value(10.0)
+    widget("number_input", "training.aug.vflip").set_value(0.5)
+    widget("number_input", "training.aug.hue").set_value(0.1)
+    widget("text_input", "training.aug.order").set_value("vflip, affine")
+    widget("selectbox", "training.normalization").set_value("custom")
+    widget("selectbox", "training.scheduler").set_value("plateau")
+    widget("selectbox", "training.plateau_metric").set_value("val_loss")
+    widget("number_input", "training.plateau_patience").set_value(3)
+    widget("number_input", "training.gamma").set_value(0.5)
+    widget("number_input", "training.freeze_epochs").set_value(1)
+    widget("number_input", "training.phase2_lr").set_value(1e-4)
+    widget("number_input", "training.phase2_step_size").set_value(1)
+    widget("number_input", "training.phase2_gamma").set_value(0.2)
+    widget("checkbox", "training.phase2_from_best").check()
+    widget("number_input", "training.tensorboard_batch_every").set_value(7)
+    next(b for b in at.button if b.label == label("training.preview")).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("image")) == 9 and not runs.list_runs(demo_split.runs)  # a preview trains nothing
+
+    next(b for b in at.button if b.label == label("training.start")).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    [run] = runs.list_runs(demo_split.runs)
+    assert registry().wait(timeout=120)
+    config = runs.read_config(run.path)
+    want = {"resize": 40, "crop": "center", "eval_resize": 40, "rotation": 10.0, "vflip": 0.5, "hue": 0.1,
+            "order": ["vflip", "affine"]}
+    assert config["augment"] == settings(want, 32)
+    assert config["normalization"] == {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.201]}
+    assert config["mean"] == [0.4914, 0.4822, 0.4465]
+    assert {k: config[k] for k in ("scheduler", "plateau_metric", "plateau_patience", "gamma", "freeze_epochs",
+                                   "phase2_lr", "phase2_step_size", "phase2_gamma", "phase2_from_best",
+                                   "tensorboard_batch_every")} == {
+        "scheduler": "plateau", "plateau_metric": "val_loss", "plateau_patience": 3, "gamma": 0.5,
+        "freeze_epochs": 1, "phase2_lr": 1e-4, "phase2_step_size": 1, "phase2_gamma": 0.2,
+        "phase2_from_best": True, "tensorboard_batch_every": 7}
+    assert runs.read_summary(run.path)["status"] == "finished"
+
+    # the Data page's augmentation preview can show the settings just used
+    at.switch_page("views/data.py").run()
+    at.text_input(key="data_folder_input").set_value(str(demo_split.datasets / "demo")).run()
+    preset = next(s for s in at.selectbox if s.label == i18n.t("data.page.preset", "en"))
+    assert "training" in preset.options or label("training.preview_option") in preset.options
+    preset.set_value("training").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [len(img.proto.imgs) for img in at.get("image")][-9:] == [1] * 9

@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from core.errors import UserError
-from core.models import BACKBONES, PRESET_SPECS, PRESETS, build_model, describe_ref, load_ref
+from core.models import (
+    BACKBONES,
+    PRESET_SPECS,
+    PRESETS,
+    build_model,
+    describe_ref,
+    load_ref,
+)
 from core.models.builder import feature_sizes, normalize_spec
 
 SIZES = (32, 64, 128, 224)
@@ -20,9 +27,28 @@ def n_params(model) -> int:
     ("cbam_cnn", 10, 32, 1_150_896),
     ("resnet18_cbam", 5, 224, 11_485_645),
     ("resnet18_cbam", 5, 32, 11_485_645),
+    ("catdog_cnn", 2, 224, 51_475_010),   # the day-43 cats-vs-dogs SimpleCNN
 ])
 def test_presets_have_the_course_parameter_counts(preset, classes, size, count):
     assert n_params(build_model({"preset": preset}, classes, size)) == count
+
+
+def test_the_catdog_cnn_is_the_lessons_network_layer_for_layer():
+    """conv 3x3/pad 1 + ReLU + 2x2 max-pool three times (32, 64, 128, no batch norm), flatten,
+    fc 512, ReLU, dropout 0.5, fc classes; the fc input follows the image size."""
+    from torch import nn
+
+    for size, flat in ((224, 128 * 28 * 28), (64, 128 * 8 * 8), (96, 128 * 12 * 12)):
+        model = build_model({"preset": "catdog_cnn"}, 2, size)
+        kinds = [type(m) for m in model.modules() if not isinstance(m, nn.Sequential) and m is not model]
+        assert kinds == [nn.Conv2d, nn.ReLU, nn.MaxPool2d] * 3 + [nn.Flatten, nn.Linear, nn.ReLU, nn.Dropout, nn.Linear]
+        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+        assert [(c.out_channels, c.kernel_size, c.padding) for c in convs] == [(32, (3, 3), (1, 1)), (64, (3, 3), (1, 1)),
+                                                                               (128, (3, 3), (1, 1))]
+        fc1, fc2 = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        assert (fc1.in_features, fc1.out_features, fc2.out_features) == (flat, 512, 2)
+        assert next(m for m in model.modules() if isinstance(m, nn.Dropout)).p == 0.5
+        assert model(torch.zeros(1, 3, size, size)).shape == (1, 2)
 
 
 def _a_step_lowers_the_loss(model, size):

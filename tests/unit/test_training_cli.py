@@ -206,8 +206,15 @@ def other_value(name: str, kind, default):
             str: lambda: "another"}[kind]()
 
 
+# Fields that take a name or a JSON object: set by flag as JSON (the names are other tests' business).
+OBJECTS = {"augment": {"rotation": 10, "hflip": 0.5, "crop": "center", "resize": 80, "eval_resize": 72},
+           "normalization": {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.201]}}
+
+
 def flags_for_every_field(data: Path) -> tuple[list[str], dict]:
     """Flags that set every TrainConfig field to a value other than its default, and those values."""
+    from core.data.augment import settings
+
     argv, expected = [], {}
     for f in dataclasses.fields(TrainConfig):
         kind, default = field_kinds()[f.name], field_default(f)
@@ -215,6 +222,9 @@ def flags_for_every_field(data: Path) -> tuple[list[str], dict]:
         if f.name == "data":
             argv += [flag, str(data)]
             expected[f.name] = str(data.resolve())
+        elif f.name in OBJECTS:
+            argv += [flag, json.dumps(OBJECTS[f.name])]
+            expected[f.name] = OBJECTS[f.name]
         elif kind is bool:
             argv.append(flag if not default else "--no-" + f.name.replace("_", "-"))
             expected[f.name] = not default
@@ -223,6 +233,7 @@ def flags_for_every_field(data: Path) -> tuple[list[str], dict]:
             argv += [flag, text]
             expected[f.name] = {"preset": text} if f.name == "model" else kind(text)
         assert expected[f.name] != default, f.name
+    expected["augment"] = settings(expected["augment"], expected["img_size"])  # stored with every setting
     return argv, expected
 
 
@@ -260,6 +271,24 @@ def test_a_config_file_round_trips_and_flags_override_it(workspace, tmp_path, ca
         "data": str((tmp_path / "split").resolve()), "model": TINY, "epochs": 3}
 
 
+def test_augmentation_and_normalisation_take_a_name_or_json_settings(workspace, tmp_path, capsys):
+    from core.data.augment import settings
+
+    base = ["--data", str(tmp_path / "split"), "--img-size", "64"]
+    assert print_config(base + ["--augment", "strong"], capsys)["augment"] == "strong"
+    printed = print_config(base + ["--augment", '{"resize": 96, "rotation": 45, "crop": "center", "vflip": 0.5}',
+                                   "--normalization", "dataset"], capsys)
+    assert printed["augment"] == settings({"resize": 96, "rotation": 45.0, "crop": "center", "vflip": 0.5}, 64)
+    assert printed["augment"]["eval_resize"] == 0 and printed["normalization"] == "dataset"
+    # the printed config is a --config file that gives the same settings back, flags still win
+    saved = tmp_path / "printed.json"
+    saved.write_text(json.dumps(printed), encoding="utf-8")
+    again = print_config(["--config", str(saved), "--normalization", '{"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}'],
+                         capsys)
+    assert again == printed | {"normalization": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}
+    assert TrainConfig.from_dict(again).to_dict() == again
+
+
 @pytest.mark.parametrize("argv, file, key, params", [
     (["--epochs", "ten"], None, "training.cli.not_int", {"field": "epochs", "value": "ten"}),
     (["--lr", "fast"], None, "training.cli.not_float", {"field": "lr", "value": "fast"}),
@@ -269,13 +298,21 @@ def test_a_config_file_round_trips_and_flags_override_it(workspace, tmp_path, ca
     ([], {"nesterov": "yes"}, "training.cli.not_bool", {"field": "nesterov", "value": "yes"}),
     ([], {"epochs": 2.5}, "training.cli.not_int", {"field": "epochs", "value": 2.5}),
     ([], {"learning_rate": 0.1}, "training.config_unknown", {"keys": "learning_rate"}),
+    (["--augment", "{rotation: 10}"], None, "training.cli.not_json", {"field": "augment", "value": "{rotation: 10}"}),
+    (["--augment", "spin"], None, "training.config_choice",
+     {"field": "augment", "value": "spin", "choices": "none, light, seed, strong"}),
+    (["--augment", '{"spin": 10}'], None, "training.augment.unknown",
+     {"keys": "spin", "known": "resize, resize_mode, crop, padding, scale, ratio, hflip, vflip, rotation, translate, "
+      "interpolation, brightness, contrast, saturation, hue, jitter_order, grayscale, eval_resize, order"}),
+    (["--plateau-metric", "train_loss"], None, "training.config_choice",
+     {"field": "plateau_metric", "value": "train_loss", "choices": "val_acc, val_loss"}),
     ([], ["not", "an", "object"], "training.cli.config_not_object", {"path": "{tmp}/run.json"}),
     ([], "{not json", "training.cli.config_bad", {"path": "{tmp}/run.json", "reason": ""}),
     (["--config", "{tmp}/nowhere.json"], None, "training.cli.config_missing", {"path": "{tmp}/nowhere.json"}),
 ])
 def test_a_bad_setting_exits_2_with_a_translated_message(workspace, tmp_path, capsys, monkeypatch,
                                                           argv, file, key, params):
-    argv = ["train", "--data", str(tmp_path), *[a.format(tmp=tmp_path) for a in argv]]
+    argv = ["train", "--data", str(tmp_path), *[a.replace("{tmp}", str(tmp_path)) for a in argv]]
     if file is not None:
         path = tmp_path / "run.json"
         path.write_text(file if isinstance(file, str) else json.dumps(file), encoding="utf-8")
@@ -288,7 +325,7 @@ def test_a_bad_setting_exits_2_with_a_translated_message(workspace, tmp_path, ca
     captured = capsys.readouterr()
     assert captured.out == "" and "Traceback" not in captured.err
     message = captured.err.strip().split(": ", 1)[1]
-    expected = i18n.t(key, "zh", **{k: str(v).format(tmp=tmp_path) for k, v in params.items()})
+    expected = i18n.t(key, "zh", **{k: str(v).replace("{tmp}", str(tmp_path)) for k, v in params.items()})
     assert message.startswith(expected) if "reason" in params else message == expected
     assert not list(workspace.runs.glob("*"))
 
