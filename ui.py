@@ -135,6 +135,24 @@ def take_explain_request() -> dict | None:
     return request
 
 
+def _css_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def uploader_texts(key: str, kinds: str, limit_mb: int = 200) -> None:
+    """Show the texts Streamlit draws inside the file uploader `key` (its "Upload" button and its
+    "200MB per file • ZIP" line, English only) in the user's language: st.file_uploader has no
+    setting for them, so a style scoped to that uploader replaces them. Call it beside the uploader."""
+    button, limit = t("common.upload"), t("common.upload_limit", mb=limit_mb, kinds=kinds)
+    scope = f".st-key-{key}"
+    st.html(f"""<style>
+{scope} [data-testid="stFileUploaderDropzone"] button p {{ font-size: 0; }}
+{scope} [data-testid="stFileUploaderDropzone"] button p::after {{ content: {_css_string(button)}; font-size: 14px; }}
+{scope} [data-testid="stFileUploaderDropzoneInstructions"] span {{ font-size: 0; }}
+{scope} [data-testid="stFileUploaderDropzoneInstructions"] span::after {{ content: {_css_string(limit)}; font-size: 14px; }}
+</style>""")
+
+
 def show_error(err: UserError) -> None:
     st.error(err.message(lang()), icon="⚠️")
 

@@ -58,7 +58,10 @@ def run_curves(runs: dict[str, list[dict]], metric: str, title: str, train_label
     fig.update_xaxes(title=x_label, dtick=1 if longest <= EPOCH_TICKS else None)
     if percent:
         fig.update_yaxes(tickformat=".0%", hoverformat=".1%")
-    return styled(fig, title)
+    fig = styled(fig, title)
+    # The legend under the axis title, not on it: anchored by its top, below the tick labels.
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
+    return fig
 
 
 DARK_TEXT, LIGHT_TEXT = "#1f2937", "#ffffff"

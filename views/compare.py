@@ -52,6 +52,12 @@ def selected_cell(event) -> tuple[int, int] | None:
     return None
 
 
+def picker_label(view: compare.RunView) -> str:
+    """Name, model (when the name is not already the model) and folder id: tells any two runs apart."""
+    parts = [view.name] + ([view.model_label] if view.model_label != view.name else []) + [view.run_id]
+    return " · ".join(parts)
+
+
 def explain(run_ids: list[str], image: str | None = None) -> None:
     """Open the Explain page on these runs (and image): see ui.request_explain."""
     ui.request_explain(run_ids, image)
@@ -73,7 +79,7 @@ def gallery(frame: pd.DataFrame, view: compare.RunView, key: str, truth_colour: 
             caption = f"{view.names[row.pred]} ({view.names[row.true]}) · {pct(row.confidence)}"
             if truth_colour:
                 caption = f":{'green' if row.pred == row.true else 'red'}[{caption}]"
-            st.markdown(caption, help=ui.t("compare.loss_help", loss=f"{row.loss:.3f}"))
+            st.markdown(caption)
             if st.button(ui.t("compare.explain_image"), key=f"{key}_{k}", icon=":material/search:",
                          help=ui.t("compare.explain_image_help"), type="tertiary"):
                 explain([view.run_id, *others], str(row.file))
@@ -145,8 +151,8 @@ ss.compare_runs = ([rid for rid in remembered if rid in views_by_id] if remember
 picker = st.container(horizontal=True, vertical_alignment="bottom", gap="small")
 chosen = picker.multiselect(
     ui.t("compare.pick"), options=list(views_by_id), key="compare_runs",
-    format_func=lambda rid: f"{views_by_id[rid].name} · {views_by_id[rid].model_label} · {rid}",
-    on_change=lambda: ui.set_setting("compare_runs", ss.compare_runs, shared=False),
+    format_func=lambda rid: picker_label(views_by_id[rid]),
+    on_change=lambda: ui.set_setting("compare_runs", ss.compare_runs, shared=False), placeholder=ui.t("common.choose"),
 )
 if picker.button(ui.t("compare.explain_runs"), key="compare_explain", icon=":material/search:",
                  disabled=not chosen, help=ui.t("compare.explain_runs_help")):
@@ -167,7 +173,6 @@ st.header(ui.t("compare.metrics"))
 table = compare.metrics_table(views)
 shown = pd.DataFrame({
     ui.t("compare.col.name"): [names[rid] for rid in table["run"]],
-    ui.t("compare.col.run"): table["run"],
     ui.t("compare.col.model"): table["model"],
     ui.t("compare.col.params"): table["params"],
     ui.t("compare.col.flops"): table["flops"].map(lambda f: None if pd.isna(f) else f / 1e6),
@@ -177,7 +182,9 @@ shown = pd.DataFrame({
     ui.t("compare.col.epochs"): table["epochs"],
     ui.t("compare.col.seconds"): table["seconds"],
     ui.t("compare.col.img_per_s"): table["img_per_s"],
+    ui.t("compare.col.run"): table["run"],  # the folder id last: the least read, first to scroll away
 })
+shown = shown.dropna(axis="columns", how="all")  # e.g. no top-5 accuracy with 5 classes or fewer
 percent = st.column_config.NumberColumn(format="%.1f%%")  # as pct() writes them: one decimal
 st.dataframe(shown, hide_index=True, column_config={
     ui.t("compare.col.best_val_acc"): percent, ui.t("compare.col.test_acc"): percent,
@@ -251,10 +258,12 @@ for col, v in zip(st.columns(min(len(views), 3)) * ((len(views) + 2) // 3), view
         if pairs.empty:
             st.caption(ui.t("compare.no_mistakes"))
         else:
-            st.dataframe(pd.DataFrame({
-                ui.t("compare.true"): pairs["true"], ui.t("compare.predicted"): pairs["pred"],
-                ui.t("compare.count"): pairs["count"], ui.t("compare.share"): 100 * pairs["share"],
-            }), hide_index=True, column_config={ui.t("compare.share"): st.column_config.NumberColumn(format="%.1f%%")})
+            st.dataframe(pd.DataFrame({  # three narrow columns: two runs side by side fit a laptop
+                ui.t("compare.taken_for"): [ui.t("compare.true_as_pred", true=t, pred=p)
+                                            for t, p in zip(pairs["true"], pairs["pred"])],
+                ui.t("compare.count"): pairs["count"], ui.t("compare.share_short"): 100 * pairs["share"],
+            }), hide_index=True, column_config={
+                ui.t("compare.share_short"): st.column_config.NumberColumn(format="%.1f%%", help=ui.t("compare.share"))})
 
 # --- Images to look at: top losses, or mistakes by confidence ------------------------------
 st.header(ui.t("compare.look_at"))

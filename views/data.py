@@ -123,7 +123,8 @@ with tab_folder:
     st.text_input(ui.t("data.page.folder"), key="data_folder_input", help=ui.t("data.page.folder_help"),
                   on_change=folder_edited)
 with tab_zip:
-    upload = st.file_uploader(ui.t("data.page.zip"), type=["zip"], help=ui.t("data.page.zip_help"))
+    upload = st.file_uploader(ui.t("data.page.zip"), type=["zip"], help=ui.t("data.page.zip_help"), key="data_zip")
+    ui.uploader_texts("data_zip", "ZIP")
     if upload is not None and st.button(ui.t("data.page.zip_import")):
         with ui.user_errors(), st.spinner(ui.t("data.page.working")):
             choose(import_zip(upload, ws.datasets, name=upload.name))
@@ -204,11 +205,11 @@ def existing_page(split: ExistingSplit) -> None:
         return
     parts = list(ex.reports)
     problems = sum(len(r.problems) for r in ex.reports.values())
-    cols = st.columns(4)
-    cols[0].metric(ui.t("data.page.classes"), len(ex.classes))
-    cols[1].metric(ui.t("data.page.images"), sum(ex.totals().values()))
-    cols[2].metric(ui.t("data.page.problems"), problems)
-    cols[3].metric(ui.t("data.page.leakage"), len(ex.leakage))
+    figures = st.container(horizontal=True, gap="large")
+    figures.metric(ui.t("data.page.classes"), len(ex.classes), width="content")
+    figures.metric(ui.t("data.page.images"), sum(ex.totals().values()), width="content")
+    figures.metric(ui.t("data.page.problems"), problems, width="content")
+    figures.metric(ui.t("data.page.leakage"), len(ex.leakage), width="content")
     rows, display = ex.counts(), ex.display_of()
     order = [list(rows)[i] for i in natural_order(list(rows))]
     table = pd.DataFrame({ui.t("data.page.col_class"): order, ui.t("data.page.col_display"): [display[c] for c in order]}
@@ -299,26 +300,24 @@ st.caption(ui.t("data.page.root", root=report.root))
 listed = report.listed()
 conflicts, copies = report.label_conflicts(), report.plain_duplicates()
 balance = imbalance({c.name: c.images for c in listed})
-cols = st.columns(5)
-cols[0].metric(ui.t("data.page.classes"), len(report.classes))
-cols[1].metric(ui.t("data.page.images"), report.total_images)
-cols[2].metric(ui.t("data.page.problems"), len(report.problems))
-cols[3].metric(ui.t("data.page.duplicates"), len(copies) + len(conflicts),
+figures = st.container(horizontal=True, gap="medium")  # wraps on a narrow screen instead of cutting labels
+figures.metric(ui.t("data.page.classes"), len(report.classes), width="content")
+figures.metric(ui.t("data.page.images"), report.total_images, width="content")
+figures.metric(ui.t("data.page.problems"), len(report.problems), width="content")
+figures.metric(ui.t("data.page.duplicates"), len(copies) + len(conflicts), width="content",
                help=ui.t("data.page.duplicates_help", copies=len(copies), conflicts=len(conflicts)))
-cols[4].metric(ui.t("data.page.imbalance"), ui.t("data.page.ratio", ratio=f"{balance.ratio:.1f}") if balance else "–",
-               help=ui.t("data.page.imbalance_help", limit=f"{IMBALANCE_WARN:g}"))
+figures.metric(ui.t("data.page.imbalance"), ui.t("data.page.ratio", ratio=f"{balance.ratio:.1f}") if balance else "–",
+               help=ui.t("data.page.imbalance_help", limit=f"{IMBALANCE_WARN:g}"), width="content")
 named = any(c.display != c.name for c in listed)  # a Name column only when cat_to_name.json names them
 table = pd.DataFrame({ui.t("data.page.col_class"): [c.name for c in listed]}
                      | ({ui.t("data.page.col_display"): [c.display for c in listed]} if named else {})
                      | {ui.t("data.page.col_images"): [c.images for c in listed],
                         ui.t("data.page.col_problems"): [c.problems for c in listed],
                         ui.t("data.page.col_note"): [translated(c.note()) for c in listed]})
-left, right = st.columns([2, 3])
-left.dataframe(table, hide_index=True, height="content" if len(listed) <= 20 else "auto")
-right.plotly_chart(
-    charts.class_balance([c.display for c in listed], [c.images for c in listed],
-                         ui.t("data.page.balance"), ui.t("data.page.col_images")),
-    )
+# One above the other: side by side, a laptop's narrow columns cut the table's notes off.
+st.dataframe(table, hide_index=True, height="content" if len(listed) <= 20 else "auto")
+st.plotly_chart(charts.class_balance([c.display for c in listed], [c.images for c in listed],
+                                     ui.t("data.page.balance"), ui.t("data.page.col_images")))
 if report.sizes:
     w, h = report.sizes["width"], report.sizes["height"]
     st.caption(ui.t("data.page.sizes", wmin=w["min"], wmed=w["median"], wmax=w["max"],
@@ -366,7 +365,8 @@ if not (report.problems or report.notes or report.duplicates):
 # --- 3. Samples ---------------------------------------------------------------------------
 st.header(ui.t("data.page.samples"))
 names = [c.name for c in listed if c.images]
-shown = st.multiselect(ui.t("data.page.sample_classes"), names, default=names[:5], format_func=display_of.__getitem__)
+shown = st.multiselect(ui.t("data.page.sample_classes"), names, default=names[:5], format_func=display_of.__getitem__,
+                       placeholder=ui.t("common.choose"))
 samples = sample_paths(report, per_class=6)
 for name in shown:
     st.caption(display_of[name])
@@ -389,7 +389,8 @@ exclude_key = f"data_exclude:{report.root}"  # per dataset, this session only
 ui.bind(exclude_key, exclude_key, [], shared=False)
 st.session_state[exclude_key] = [n for n in st.session_state[exclude_key] if n in names]
 exclude = st.multiselect(ui.t("data.page.exclude"), names, key=exclude_key, format_func=display_of.__getitem__,
-                         help=ui.t("data.page.exclude_help"), on_change=ui.keep, args=(exclude_key, exclude_key, False))
+                         help=ui.t("data.page.exclude_help"), on_change=ui.keep, args=(exclude_key, exclude_key, False),
+                         placeholder=ui.t("common.choose"))
 out = ws.splits / report.root.name
 out_text = st.text_input(ui.t("data.page.split_out"), value=str(out), help=ui.t("data.page.split_out_help"))
 out = Path(out_text).expanduser()

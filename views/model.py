@@ -95,10 +95,11 @@ def block_editor(i: int, block: dict) -> None:
         block["act"] = top[3].selectbox(ui.t("models.page.act"), ACTS, ACTS.index(block["act"]), key=k + "act",
                                         format_func=ui.option_label("models.page.act_{}"))
         block["pool"] = top[4].selectbox(ui.t("models.page.pool"), models.POOLS, models.POOLS.index(block["pool"]), key=k + "pool",
-                                         format_func=ui.option_label("models.page.pool_{}"))
+                                         format_func=ui.option_label("models.page.pool_short_{}"), help=ui.t("models.page.pool_help"))
         low = st.columns(5, vertical_alignment="bottom")
         block["attention"] = low[0].selectbox(ui.t("models.page.attention"), models.ATTENTIONS, models.ATTENTIONS.index(block["attention"]),
-                                              key=k + "attention", format_func=ui.option_label("models.page.att_{}"))
+                                              key=k + "attention", format_func=ui.option_label("models.page.att_short_{}"),
+                                              help=ui.t("models.page.attention_help"))
         if block["attention"] != "none":
             block["reduction"] = low[1].number_input(ui.t("models.page.reduction"), 1, 1024, int(block["reduction"]), key=k + "reduction")
         if block["attention"] == "cbam":
@@ -186,11 +187,11 @@ def show_summary(ref: dict, img_size: int, classes: int, policy: str) -> None:
     shape_only = {k: v for k, v in ref.items() if k not in ("pretrained", "weights_path", "name", "freeze")}
     with st.spinner(ui.t("models.page.building")):
         s = summary_of(json.dumps(shape_only, sort_keys=True), classes, img_size, policy, depth, ui.lang())
-    m = st.columns(4)
-    m[0].metric(ui.t("models.page.total_params"), f"{s['total_params']:,}")
-    m[1].metric(ui.t("models.page.trainable_params"), f"{s['trainable_params']:,}")
-    m[2].metric(ui.t("models.page.flops"), f"{s['flops'] / 1e6:,.1f} M")
-    m[3].metric(ui.t("models.page.size"), f"{s['size_mb']:.2f} MB")
+    m = st.container(horizontal=True, gap="large")  # wraps on a narrow screen: no figure is cut short
+    m.metric(ui.t("models.page.total_params"), f"{s['total_params']:,}", width="content")
+    m.metric(ui.t("models.page.trainable_params"), f"{s['trainable_params']:,}", width="content")
+    m.metric(ui.t("models.page.flops"), f"{s['flops'] / 1e6:,.1f} M", width="content")
+    m.metric(ui.t("models.page.size"), f"{s['size_mb']:.2f} MB", width="content")
     if s["total_params"] > 50_000_000:
         st.warning(ui.t("models.page.big", n=f"{s['total_params'] / 1e6:.0f}"))
     st.code("\n".join(s["outline"]), language=None)

@@ -53,10 +53,10 @@ def build_and_save_cbam(page, server) -> None:
     act(page, page.get_by_text(en("models.page.mode_builder"), exact=True).click)
     click(page, en("models.page.from_cbam"))
     # Three CBAM blocks to start with: remove the last to make it small.
-    blocks = page.get_by_role("button", name="✕")
+    blocks = page.get_by_role("button", name=en("models.page.delete"))  # each block's "Remove"
     assert blocks.count() == 3
     act(page, blocks.nth(2).click)
-    assert page.get_by_role("button", name="✕").count() == 2
+    assert page.get_by_role("button", name=en("models.page.delete")).count() == 2
     expect_text(page, en("models.page.total_params"))
     text_input(page, en("models.page.name"), SAVED_MODEL)
     click(page, en("models.page.save"))
@@ -120,12 +120,13 @@ def compare_both(page, server) -> None:
     page.locator(".js-plotly-plot").first.wait_for()
     assert plotly_traces(page, "heatmap") == 2  # one confusion matrix per run
     shot(page, "4-compare")
-    # Clicking a confusion-matrix cell filters the gallery to that (true, predicted) pair.
+    # Clicking a confusion-matrix cell shows that (true, predicted) cell's images right below the matrices.
     names = sorted(p.name for p in (server.workspace / "splits" / "demo" / "test").iterdir() if p.is_dir())
     click_confusion_cell(page, true=0, pred=1)
-    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=en("compare.pair"))
-    pair = " ".join([box.text_content() or ""] + [field.input_value() for field in box.locator("input").all()])
-    assert en("compare.pair_label", pred=names[1], true=names[0]) in pair, pair
+    cell = page.locator('[class*="st-key-cell_"]').first
+    cell.wait_for()
+    text = cell.inner_text()
+    assert f"{names[1]} (true: {names[0]})" in text.replace("\n", " "), text
     assert_no_exception(page)
 
 
