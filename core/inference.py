@@ -81,7 +81,8 @@ def preprocess(images: Iterable[Image.Image | str | Path], info: ModelInfo) -> t
     augmentation settings), then normalisation."""
     from core.data.augment import eval_input, eval_transform, normalize, to_float
 
-    side, mode = eval_transform(runs.read_config(info.run_dir).get("augment"), info.img_size)
+    run_dir = getattr(info, "run_dir", None)  # scripts may pass a bare namespace: no run, no crop
+    side, mode = eval_transform(runs.read_config(run_dir).get("augment") if run_dir else None, info.img_size)
     batch = torch.stack([eval_input(img, info.img_size, side, mode) for img in images])
     return normalize(to_float(batch), info.mean, info.std)
 

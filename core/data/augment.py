@@ -195,6 +195,20 @@ def eval_input(image: Image.Image | str | Path, img_size: int, side: int, mode: 
     return centre_crop(decode_resized(image, side, mode), img_size).contiguous()
 
 
+def eval_box(width: int, height: int, img_size: int, side: int, mode: str = "square") -> tuple[float, float, float, float]:
+    """The part of a width x height photo the evaluation transform shows the model, as (left,
+    top, right, bottom) in the photo's pixels: the whole photo unless it crops (e.g. to draw a
+    CAM over the photo where the model looked)."""
+    if mode == "shorter":
+        nw, nh = (side, int(side * height / width)) if width <= height else (int(side * width / height), side)
+        left, top = round((nw - side) / 2.0), round((nh - side) / 2.0)
+    else:
+        nw, nh, left, top = side, side, 0, 0
+    left, top = left + round((side - img_size) / 2.0), top + round((side - img_size) / 2.0)
+    sx, sy = width / nw, height / nh
+    return left * sx, top * sy, (left + img_size) * sx, (top + img_size) * sy
+
+
 # --- the ops ----------------------------------------------------------------------------------
 def _uniform(n: int | tuple[int, ...], low: float, high: float, generator: torch.Generator | None) -> torch.Tensor:
     return torch.rand(n, generator=generator) * (high - low) + low
@@ -209,14 +223,15 @@ def _brightness(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     return x.mul(f).clamp_(0, 1)
 
 
+# In place: `x` is always the pipeline's own float copy by the time the colour ops run.
 def _contrast(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
-    return x.sub(mean).mul_(f).add_(mean).clamp_(0, 1)
+    return x.sub_(mean).mul_(f).add_(mean).clamp_(0, 1)
 
 
 def _saturation(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     gray = _gray(x)
-    return x.sub(gray).mul_(f).add_(gray).clamp_(0, 1)
+    return x.sub_(gray).mul_(f).add_(gray).clamp_(0, 1)
 
 
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:

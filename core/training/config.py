@@ -117,7 +117,7 @@ class TrainConfig:
                 raise UserError("training.config_positive", field=name, value=value)
         typed_mean_std(self.normalization)
         # a dict is stored complete, so config.json says every setting the run used
-        self.augment = (augment_settings(self.augment, self.img_size) if isinstance(self.augment, str)
+        self.augment = (_checked_preset(self.augment, self.img_size) if isinstance(self.augment, str)
                         else normalize_settings(self.augment, self.img_size))
         for name in ("plateau_patience", "phase2_lr", "phase2_step_size", "phase2_gamma"):
             value = getattr(self, name)
@@ -130,7 +130,7 @@ class TrainConfig:
         return self
 
 
-def augment_settings(name: str, img_size: int) -> str:
+def _checked_preset(name: str, img_size: int) -> str:
     """A preset name, checked (presets stay names in config.json: what older runs hold)."""
     from core.data.augment import preset_settings
 

@@ -132,8 +132,8 @@ def test_custom_augmentation_schedule_and_normalisation_reach_the_run_config(dem
     from core.data.augment import settings
 
     at = open_page()
-    label = lambda key: i18n.t(key, "en")  # noqa: E731
-    widget = lambda kind, key: next(w for w in at.get(kind) if w.label == label(key))  # noqa: E731
+    label = lambda key: i18n.t(key, "en")
+    widget = lambda kind, key: next(w for w in at.get(kind) if w.label == label(key))
     widget("number_input", "training.img_size").set_value(32)
     widget("number_input", "training.batch_size").set_value(8)
     widget("number_input", "training.epochs").set_value(2)

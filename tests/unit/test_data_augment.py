@@ -452,6 +452,20 @@ def test_the_evaluation_transform_is_torchvisions_resize_and_centre_crop(photo):
     assert torch.equal(ours, theirs) or torch.equal(ours[:, :, 1:], theirs[:, :, :-1])
 
 
+def test_the_evaluation_box_is_the_part_of_the_photo_the_model_sees(photo):
+    from core.data.augment import eval_box
+
+    assert eval_box(170, 120, 64, 64) == (0, 0, 170, 120)
+    left, top, right, bottom = eval_box(170, 120, 64, 96)  # stretched to 96, the central 64
+    assert (left, top, right, bottom) == pytest.approx((16 * 170 / 96, 16 * 120 / 96, 80 * 170 / 96, 80 * 120 / 96))
+    # the box of the shorter-side mode, cut from the photo and resized, is the model's input (up to resampling)
+    box = eval_box(170, 120, 64, 96, "shorter")
+    assert box[1] == pytest.approx(16 * 120 / 96) and box[2] - box[0] == pytest.approx(box[3] - box[1])
+    cut = np.asarray(photo.crop(tuple(round(v) for v in box)).resize((64, 64), Image.BILINEAR), dtype=float)
+    model_input = eval_input(photo, 64, 96, "shorter").permute(1, 2, 0).numpy().astype(float)
+    assert np.abs(cut - model_input).mean() < 12 < np.abs(cut[:, ::-1] - model_input).mean()
+
+
 def test_typed_normalisation_is_checked():
     assert typed_mean_std("imagenet") is None
     assert typed_mean_std({"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]}) == (
