@@ -234,7 +234,17 @@ def existing_page(split: ExistingSplit) -> None:
                 ui.t("data.page.col_file"): [path for path, _ in issues],
                 ui.t("data.page.col_reason"): [ui.t("data.reason." + i.kind) + (f" ({i.detail})" if i.detail else "")
                                                for _, i in issues]}), hide_index=True)
-    groups = [[f"{split.given(part)}/{path}" for path in group] for part, r in ex.reports.items() for group in r.duplicates]
+    conflicts = [[(f"{split.given(part)}/{path}", cls) for path, cls in group]
+                 for part, r in ex.reports.items() for group in r.label_conflicts()]
+    if conflicts:
+        st.warning(ui.t("data.page.conflicts", n=len(conflicts)))
+        with st.expander(ui.t("data.page.conflict_list", n=len(conflicts)), expanded=True):
+            st.dataframe(pd.DataFrame({
+                ui.t("data.page.col_labels"): [" / ".join(display.get(cls, cls) for _, cls in group) for group in conflicts],
+                ui.t("data.page.col_files"): [" = ".join(path for path, _ in group) for group in conflicts],
+            }), hide_index=True)
+    groups = [[f"{split.given(part)}/{path}" for path in group] for part, r in ex.reports.items()
+              for group in r.plain_duplicates()]
     if groups:
         with st.expander(ui.t("data.page.duplicate_list", n=len(groups))):
             for group in groups:

@@ -318,3 +318,16 @@ def test_augmentation_preset_labels_are_translated(workspace, tmp_path):
         preset = next(s for s in at.selectbox if s.label == i18n.t("data.page.preset", lang))
         assert preset.value == "seed"  # the config value stays
         assert [o for o in preset.options if o.startswith(word)] and "seed" not in " ".join(preset.options)
+
+
+def test_label_conflicts_inside_a_part_of_an_existing_split(workspace, tmp_path):
+    from tests.unit.test_data_existing import make_existing
+
+    root = make_existing(tmp_path / "flowers", {"train": 3, "valid": 1})
+    (root / "train" / "rose" / "also_daisy.png").write_bytes((root / "train" / "daisy" / "daisy_0.png").read_bytes())
+    at = open_data_page()
+    at.text_input(key="data_folder_input").set_value(str(root)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(df.value for df in at.dataframe if "Labels" in df.value.columns)
+    assert table.to_dict("records") == [{"Labels": "daisy / rose",
+                                         "Files": "train/daisy/daisy_0.png = train/rose/also_daisy.png"}]
