@@ -77,7 +77,7 @@ def block_editor(i: int, block: dict) -> None:
     Two rows of five fields, and the move/remove buttons beside the block's title with their
     words (not bare arrows): everything stays readable in the narrow main column of a laptop."""
     k = f"blk_{block['id']}_"
-    with st.container(border=True):
+    with st.container(border=True, key=f"block_{block['id']}"):
         title = st.container(horizontal=True, vertical_alignment="center", gap="small")
         title.markdown(f"**{ui.t('models.page.block', n=i + 1)}**", width="stretch")
         title.button(ui.t("models.page.up"), key=k + "up", on_click=move_block, args=(i, -1), disabled=i == 0,

@@ -108,6 +108,10 @@ def test_every_page_fits_a_laptop_and_a_desktop(lang, trained_server, open_brows
             if name == "model":  # the block builder is the form that broke at 1,024 px
                 builder = page.get_by_text(i18n.t("models.page.mode_builder", lang), exact=True)
                 act(page, builder.click)
+                # each block's move and remove buttons carry words (CBAM-CNN's three blocks to start)
+                blocks = page.locator('[class*="st-key-block_"]')
+                for key in ("models.page.up", "models.page.down", "models.page.delete"):
+                    assert blocks.get_by_role("button", name=i18n.t(key, lang)).count() == 3, key
                 problems += check(page, "model-builder", lang, width)
     page.close()
     assert not problems, "cut-off controls:\n" + "\n".join(problems)
