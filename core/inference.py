@@ -30,6 +30,8 @@ class ModelInfo:
     std: tuple[float, ...]
     model: dict[str, Any]       # the model reference (preset, backbone or builder spec)
     checkpoint: str             # which file the weights came from
+    eval_side: int = 0          # evaluation transform: resize to this side (0: the image size),
+    resize_mode: str = "square"  # "square" (stretch) or "shorter", then a centre crop to img_size
 
 
 def load_model(run_dir: str | Path, which: str = "best") -> tuple[nn.Module, ModelInfo]:
@@ -50,6 +52,7 @@ def load_model(run_dir: str | Path, which: str = "best") -> tuple[nn.Module, Mod
 
 
 def _load_model(run_dir: Path, which: str) -> tuple[nn.Module, ModelInfo]:
+    from core.data.augment import eval_transform
     from core.models import build_model
     from core.models.zoo import without_weights
 
@@ -68,22 +71,23 @@ def _load_model(run_dir: Path, which: str) -> tuple[nn.Module, ModelInfo]:
     except RuntimeError as err:
         raise UserError("training.checkpoint_mismatch", path=str(path), reason=str(err).splitlines()[0][:200]) from None
     model.eval()
-    info = ModelInfo(run_dir=run_dir, classes=list(config["classes"]),
-                     display_names=class_names(config),
-                     img_size=int(config["img_size"]), mean=tuple(config["mean"]), std=tuple(config["std"]),
-                     model=config["model"], checkpoint=path.name)
+    img_size = int(config["img_size"])
+    side, mode = eval_transform(config.get("augment"), img_size)
+    info = ModelInfo(run_dir=run_dir, classes=list(config["classes"]), display_names=class_names(config),
+                     img_size=img_size, mean=tuple(config["mean"]), std=tuple(config["std"]),
+                     model=config["model"], checkpoint=path.name, eval_side=side, resize_mode=mode)
     return model, info
 
 
 def preprocess(images: Iterable[Image.Image | str | Path], info: ModelInfo) -> torch.Tensor:
     """Model input [N,3,S,S], prepared exactly like the evaluation batches of training: the run's
-    evaluation transform (resize, then a centre crop when it resizes larger; `config.json`'s
-    augmentation settings), then normalisation."""
-    from core.data.augment import eval_input, eval_transform, normalize, to_float
+    evaluation transform (resize, then a centre crop when it resizes larger), then normalisation.
+    A bare info (a script's namespace or dict) without the transform resizes straight to size."""
+    from core.data.augment import eval_input, normalize, to_float
 
-    run_dir = getattr(info, "run_dir", None)  # scripts may pass a bare namespace: no run, no crop
-    side, mode = eval_transform(runs.read_config(run_dir).get("augment") if run_dir else None, info.img_size)
-    batch = torch.stack([eval_input(img, info.img_size, side, mode) for img in images])
+    size = int(field_of(info, "img_size"))
+    side, mode = field_of(info, "eval_side") or size, field_of(info, "resize_mode") or "square"
+    batch = torch.stack([eval_input(img, size, side, mode) for img in images])
     return normalize(to_float(batch), info.mean, info.std)
 
 

@@ -33,7 +33,6 @@ from core.export.parity import (
     ParityImages,
     check_folder,
     demo_images,
-    eval_resize,
     split_images,
 )
 from core.inference import ModelInfo
@@ -65,7 +64,7 @@ def labels_record(info: ModelInfo) -> dict[str, Any]:
 def preprocess_record(info: ModelInfo, batch: int | str) -> dict[str, Any]:
     """Everything a re-implementation needs; predict.py reads `size`, `resize_to` and
     `resize_mode` from here."""
-    side, mode = eval_resize(info)
+    side, mode = info.eval_side, info.resize_mode
     resize = ("stretch to resize_to x resize_to (no crop, aspect ratio not kept)" if mode == "square" else
               "shorter side to resize_to (the longer one int(resize_to * long / short)), then the "
               "central resize_to x resize_to")

@@ -103,15 +103,6 @@ def demo_images(folder: Path, info: ModelInfo, count: int = DEMO_IMAGES) -> Pari
     return ParityImages("demo", paths, labels)
 
 
-def eval_resize(info: ModelInfo) -> tuple[int, str]:
-    """The run's evaluation transform: (side to resize to, "square" or "shorter"); a centre
-    crop to the image size follows when the side is larger."""
-    from core import runs
-    from core.data.augment import eval_transform
-
-    return eval_transform(runs.read_config(info.run_dir).get("augment"), info.img_size)
-
-
 def _accuracy(probs: np.ndarray, labels: list[int | None]) -> float | None:
     known = [(i, y) for i, y in enumerate(labels) if y is not None]
     if not known:
@@ -136,7 +127,7 @@ def both_probabilities(model: nn.Module, info: ModelInfo, session, images: Parit
 
     batch = session.get_inputs()[0].shape[0]
     step = batch if isinstance(batch, int) else CHUNK
-    side, mode = eval_resize(info)
+    side, mode = info.eval_side, info.resize_mode
     ours, theirs = [], []
     for start in range(0, len(images.paths), CHUNK):
         pictures = [open_image(p) for p in images.paths[start:start + CHUNK]]
@@ -152,7 +143,7 @@ def _check_files(folder: Path, info: ModelInfo, parity: Parity) -> None:
     if labels.get("classes") != info.classes or labels.get("display_names") != class_names(info):
         parity.problem("export.check.labels_mismatch", classes=len(info.classes))
     prep = read_json(folder / "preprocess.json")
-    side, mode = eval_resize(info)
+    side, mode = info.eval_side, info.resize_mode
     if (prep.get("size") != info.img_size or prep.get("mean") != list(info.mean)
             or prep.get("std") != list(info.std)
             or prep.get("resize_to", info.img_size) != side or prep.get("resize_mode", "square") != mode):

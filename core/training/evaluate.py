@@ -17,7 +17,6 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from core import runs
 from core.atomic import replacing, write_json
-from core.data.augment import eval_transform
 from core.data.cache import load_images
 from core.data.split import split_identity
 from core.errors import UserError
@@ -55,15 +54,14 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: str
 
     On the run's own, unchanged split this writes `eval_<split>.json` (and for test
     `predictions.csv`, and the summary's `test_acc` / `test_top5`, clearing a note that the test
-    evaluation was owed: a run whose split went missing can be evaluated later). On other data it writes `evaluations/<name>.json` and `.csv` instead, and the result
-    says so: `own_data` False, `other_reason` ("other_folder" or "split_changed"), `stored`.
+    evaluation was owed: a run whose split went missing can be evaluated later). On other data it
+    writes `evaluations/<name>.json` and `.csv` instead, and the result says so: `own_data` False, `other_reason` ("other_folder" or "split_changed"), `stored`.
     """
     run_dir = Path(run_dir)
     model, info = load_model(run_dir)
     config = runs.read_config(run_dir)
     data = Path(data or config["data"]).expanduser()
-    side, mode = eval_transform(config.get("augment"), info.img_size)  # the run's evaluation transform
-    images = load_images(data, split, side, cache_dir, mode=mode)
+    images = load_images(data, split, info.eval_side, cache_dir, mode=info.resize_mode)  # its eval transform
     if images.classes != info.classes:
         raise UserError("training.eval_classes_differ", run=run_dir.name, data=str(data),
                         expected=", ".join(info.classes), found=", ".join(images.classes))
