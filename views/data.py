@@ -475,7 +475,9 @@ if "training_augment" in st.session_state:
     preset_labels["training"] = ui.t("training.preview_option")
 preset = a1.selectbox(ui.t("data.page.preset"), list(preset_labels), index=AUGMENT_PRESETS.index("seed"),
                       format_func=preset_labels.__getitem__)
-size = a2.selectbox(ui.t("data.page.img_size"), (32, 64, 96, 128, 224), index=2)
+SIZES = (32, 64, 96, 128, 224)
+shared_size = ui.image_size()  # the size the Model and Training pages use for this split
+size = a2.selectbox(ui.t("data.page.img_size"), SIZES, index=min(range(len(SIZES)), key=lambda i: abs(SIZES[i] - shared_size)))
 if a3.button(ui.t("data.page.reroll")):
     st.session_state.data_aug_seed = st.session_state.get("data_aug_seed", 0) + 1
 roll = st.session_state.get("data_aug_seed", 0)
@@ -488,10 +490,12 @@ if names:
     else:
         stored = decode_resized(source, size)
         original, views = stored.permute(1, 2, 0).numpy(), augment_preview(stored, preset, 8, seed=roll)
-    cols = st.columns(9)
-    cols[0].image(original, caption=ui.t("data.page.original"), width="stretch")
-    for col, img in zip(cols[1:], views):
-        col.image(img, width="stretch")
+    # The original beside two rows of four: nine columns squeezed its caption letter by letter at 1,024 px.
+    left, right = st.columns([1, 4])
+    left.image(original, caption=ui.t("data.page.original"), width="stretch")
+    for row in (views[:4], views[4:]):
+        for col, img in zip(right.columns(4), row):
+            col.image(img, width="stretch")
 
 # --- 6. Image cache -----------------------------------------------------------------------
 st.header(ui.t("data.page.cache"))
