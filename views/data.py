@@ -477,7 +477,8 @@ preset = a1.selectbox(ui.t("data.page.preset"), list(preset_labels), index=AUGME
                       format_func=preset_labels.__getitem__)
 SIZES = (32, 64, 96, 128, 224)
 shared_size = ui.image_size()  # the size the Model and Training pages use for this split
-size = a2.selectbox(ui.t("data.page.img_size"), SIZES, index=min(range(len(SIZES)), key=lambda i: abs(SIZES[i] - shared_size)))
+size = a2.selectbox(ui.t("data.page.img_size"), SIZES,
+                    index=min(range(len(SIZES)), key=lambda i: abs(SIZES[i] - shared_size)))
 if a3.button(ui.t("data.page.reroll")):
     st.session_state.data_aug_seed = st.session_state.get("data_aug_seed", 0) + 1
 roll = st.session_state.get("data_aug_seed", 0)
