@@ -33,11 +33,17 @@ def explain_command(args: argparse.Namespace, out: Output) -> int:
     from PIL import Image
 
     from core.data.images import open_image
+    from core.data.labels import field_of
     from core.errors import UserError
     from core.explain import explain, feature_layers
     from core.explain.cam import METHOD_LABELS
-    from core.data.labels import field_of
-    from core.explain.layers import default_layer
+    from core.explain.layers import (
+        course_layer,
+        default_layer,
+        distinct,
+        kept_layer,
+        layer_label,
+    )
     from core.explain.render import overlay
     from core.inference import load_model
     from core.runs import find_run
@@ -46,11 +52,15 @@ def explain_command(args: argparse.Namespace, out: Output) -> int:
     model, info = load_model(run_dir)
     layers = feature_layers(model, int(field_of(info, "img_size")))
     names = [layer.name for layer in layers]
-    if args.list_layers:
-        default = default_layer(model, names)
-        lines = [f"{'*' if x.name == default else ' '} {x.name:<32} {x.type:<18} {list(x.shape)}" for x in layers]
-        out.emit({"run": run_dir.name, "default": default,
-                  "layers": [{"name": x.name, "type": x.type, "shape": list(x.shape)} for x in layers]},
+    if args.list_layers:  # one line per distinct map; the modules with the very same map after "="
+        default, course = (kept_layer(layers, pick(model, names)).name for pick in (default_layer, course_layer))
+        lang = out.lang
+        marks = {course: "c", default: "*"}
+        lines = [(f"{marks.get(x.name, ' ')} {x.name:<28} {layer_label(x, lang):<40} {x.type:<18}"
+                  + (f" = {', '.join(x.same_as)}" if x.same_as else "")).rstrip() for x in distinct(layers)]
+        out.emit({"run": run_dir.name, "default": default, "course": course,
+                  "layers": [{"name": x.name, "label": layer_label(x, lang), "type": x.type, "shape": list(x.shape),
+                              "same_as": list(x.same_as)} for x in distinct(layers)]},
                  "\n".join([out.t("explain.cli.layers_title", run=run_dir.name), *lines]))
         return 0
     if not args.image:

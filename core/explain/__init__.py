@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from core.explain.cam import METHOD_LABELS, METHODS, compute_cams, untouched
 from core.explain.explainer import (
-    Explanation, class_choices, class_index, class_names, explain, layer_names, model_input, run_class,
+    Explanation,
+    class_choices,
+    class_index,
+    class_names,
+    explain,
+    layer_names,
+    model_input,
+    run_class,
 )
 from core.explain.layers import LayerInfo, default_layer, feature_layers, resolve_layer
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch

@@ -7,8 +7,8 @@ run's checkpoint, never the model being trained).
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -18,11 +18,11 @@ from torch import nn
 
 from core.data.augment import normalize, to_float
 from core.data.files import natural_order
+from core.data.labels import class_names, field_of
 from core.errors import UserError
 from core.explain.cam import compute_cams
 from core.explain.layers import feature_layers, resolve_layer
 from core.explain.render import to_size
-from core.data.labels import class_names, field_of
 from core.inference import preprocess
 from core.models.modes import exclusive
 

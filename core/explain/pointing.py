@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from torch import nn
 
 from core.data.cache import decode_many
+from core.data.labels import field_of
 from core.errors import UserError
 from core.explain.cam import compute_cams
-from core.data.labels import field_of
 from core.explain.explainer import layer_names, normalized
 from core.explain.layers import resolve_layer
 

@@ -16,6 +16,7 @@ from torchvision.utils import make_grid
 from core.models.modes import evaluating
 
 DISPLAY_MAX_SIDE = 768
+NEUTRAL = 0.94  # grid padding and empty cells: the page's light grey, not a colour of the map
 
 
 def to_size(cam: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -64,6 +65,38 @@ def difference(cam_a: np.ndarray, cam_b: np.ndarray) -> tuple[np.ndarray, float]
     return picture, float(np.abs(d).mean())
 
 
+def scale_bar(colors: np.ndarray, ticks: list[tuple[float, str]], width: int = 320, bar: int = 12) -> np.ndarray:
+    """A horizontal colour scale: `colors` (N x 3 uint8, left to right) stretched over `width`,
+    with tick marks and labels at the given positions (0 = left end, 1 = right end) below it."""
+    pad, text_h = 12, 16
+    height = bar + text_h + 6
+    picture = np.full((height, width + 2 * pad, 3), 255, np.uint8)
+    idx = np.linspace(0, len(colors) - 1, width).round().astype(int)
+    picture[:bar, pad:pad + width] = colors[idx][None, :, :]
+    cv2.rectangle(picture, (pad, 0), (pad + width - 1, bar - 1), (150, 150, 150), 1)
+    for where, text in ticks:
+        x = pad + round(where * (width - 1))
+        cv2.line(picture, (x, bar), (x, bar + 3), (90, 90, 90), 1)
+        (w, _h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+        left = int(np.clip(x - w / 2, 0, picture.shape[1] - w))
+        cv2.putText(picture, text, (left, height - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
+    return picture
+
+
+def colorbar(width: int = 320) -> np.ndarray:
+    """The heatmaps' scale, 0 (blue: not used for this class) to 1 (red: used the most),
+    drawn with the same colormap as `colorize`."""
+    ramp = colorize(np.linspace(0.0, 1.0, 256, dtype=np.float32)[None, :])[0]
+    return scale_bar(ramp, [(v, f"{v:g}") for v in (0.0, 0.25, 0.5, 0.75, 1.0)], width)
+
+
+def difference_bar(width: int = 320) -> np.ndarray:
+    """The difference map's scale: -1 (blue, B only) through 0 (white) to +1 (red, A only)."""
+    d = np.linspace(1.0, -1.0, 256, dtype=np.float32)[None, :]
+    ramp, _ = difference(np.clip(d, 0, 1), np.clip(-d, 0, 1))
+    return scale_bar(ramp[0][::-1], [(0.0, "-1"), (0.5, "0"), (1.0, "+1")], width)
+
+
 def first_conv(model: nn.Module) -> nn.Conv2d | None:
     return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
 
@@ -103,17 +136,20 @@ def feature_maps(model: nn.Module, inputs: torch.Tensor, layer: str) -> torch.Te
 
 def feature_maps_grid(maps: torch.Tensor, limit: int = 32, tile: int = 64,
                       colormap: int = cv2.COLORMAP_VIRIDIS) -> np.ndarray:
-    """The first `limit` feature maps, each stretched to its own range, as a coloured grid."""
+    """The first `limit` feature maps, each stretched to its own range, as a coloured grid
+    (padding and the cells left over in the last row in a neutral grey)."""
     maps = maps[:limit].unsqueeze(1)
     low = maps.amin((2, 3), keepdim=True)
     high = maps.amax((2, 3), keepdim=True)
     maps = (maps - low) / (high - low).clamp_min(1e-8)
     maps = torch.nn.functional.interpolate(maps, size=(tile, tile), mode="nearest")
-    gray = _grid(maps.expand(-1, 3, -1, -1))[..., 0]
-    return cv2.cvtColor(cv2.applyColorMap(gray, colormap), cv2.COLOR_BGR2RGB)
+    gray = np.uint8(np.round(255 * maps[:, 0].numpy()))  # [N, tile, tile]
+    colored = cv2.cvtColor(cv2.applyColorMap(gray.reshape(-1, tile), colormap), cv2.COLOR_BGR2RGB)
+    tiles = torch.from_numpy(colored.reshape(-1, tile, tile, 3)).permute(0, 3, 1, 2).float() / 255
+    return _grid(tiles)
 
 
 def _grid(tiles: torch.Tensor) -> np.ndarray:
     nrow = max(1, int(np.ceil(np.sqrt(tiles.shape[0]))))
-    grid = make_grid(tiles, nrow=nrow, padding=2, pad_value=1.0)
+    grid = make_grid(tiles, nrow=nrow, padding=2, pad_value=NEUTRAL)
     return np.uint8(np.round(255 * grid.clamp(0, 1).permute(1, 2, 0).numpy()))

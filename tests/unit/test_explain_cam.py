@@ -13,7 +13,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.errors import UserError
-from core.explain import METHODS, compute_cams, default_layer, explain, feature_layers, layer_names, model_input
+from core.explain import (
+    METHODS,
+    compute_cams,
+    default_layer,
+    explain,
+    feature_layers,
+    layer_names,
+    model_input,
+)
+from core.explain.layers import course_layer
 from core.explain.render import feature_maps
 from core.models import BACKBONES, PRESETS, build_model
 
@@ -266,7 +275,7 @@ def layers_to_test(kind, model, names):
     if kind not in SAMPLED:
         return names
     last = {re.sub(r"\d+", "#", name): name for name in names}
-    chosen = set(last.values()) | set(REPORTED.get(kind, ())) | {default_layer(model, names)}
+    chosen = set(last.values()) | set(REPORTED.get(kind, ())) | {default_layer(model, names), course_layer(model, names)}
     return [n for n in names if n in chosen]
 
 
@@ -289,7 +298,7 @@ def test_every_offered_layer_of_every_model_kind_explains(kind):
             if raw.max() > 1e-6:
                 np.testing.assert_allclose(cams, direct_gradcam(model, x, layer, 1), atol=1e-4, err_msg=layer)
                 checked += 1
-    assert default_layer(model, names) in tested
+    assert default_layer(model, names) in tested and course_layer(model, names) in tested
     assert checked or kind not in ("resnet18", "resnet50", "densenet121")
     assert not any(m._forward_hooks for m in model.modules())
 

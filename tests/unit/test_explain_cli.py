@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from core import runs
+from core.atomic import write_json
 from core.cli import main
 from core.models import build_model
-from core.atomic import write_json
-from core import runs
 from core.training import checkpoint
 
 CLASSES = ["circle", "square", "star"]
@@ -174,3 +174,20 @@ def test_a_10000_by_8000_photo_is_explained_at_its_size(run, tmp_path):
     assert result.cam.shape == (800, 1000)
     (x, y), contrast = peak_and_contrast(result.cam, tuple(v // 10 for v in box))
     assert 700 <= x < 900 and 100 <= y < 300 and contrast > 0.4
+
+
+def test_layer_list_names_each_map_once_with_its_raw_names_and_the_course_layer(run, tmp_path, capsys):
+    code, record = cli_json(capsys, "explain", run.name, "--list-layers")
+    assert code == 0 and record["default"] == "features.1" and record["course"] == "features.1.conv"
+    listed = {x["name"]: x for x in record["layers"]}
+    assert "features" not in listed and "features.1.pool" not in listed  # the same map as block 2's output
+    assert listed["features.1"]["label"] == "block 2 output, 8x8"
+    assert set(listed["features.1"]["same_as"]) == {"features", "features.1.pool"}
+    assert main(["explain", run.name, "--list-layers"]) == 0
+    text = capsys.readouterr().out
+    assert "* features.1" in text and "c features.1.conv" in text and "= features, features.1.pool" in text
+    photo = tmp_path / "p.png"
+    square_photo().save(photo)
+    for layer, used in (("course", "features.1.conv"), ("features", "features"), ("features.1.pool", "features.1.pool")):
+        code, record = cli_json(capsys, "explain", run.name, photo, "--layer", layer, "--out", tmp_path / "o.png")
+        assert code == 0 and record["layer"] == used  # raw names, aliases included, are still taken

@@ -7,8 +7,8 @@ from core.data.demo import make_demo
 from core.data.split import split_dataset
 from core.errors import UserError
 from core.explain.pointing import pointing_game
-from core.training.config import TrainConfig
 from core.runs import create_run
+from core.training.config import TrainConfig
 from core.training.engine import Trainer
 
 
