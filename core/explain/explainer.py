@@ -16,13 +16,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from core.data.augment import normalize, to_float
+from core.data.augment import eval_box, normalize, to_float
 from core.data.files import natural_order
 from core.data.labels import class_names, field_of
 from core.errors import UserError
 from core.explain.cam import compute_cams
 from core.explain.layers import feature_layers, resolve_layer
-from core.explain.render import to_size
+from core.explain.render import to_box
 from core.inference import preprocess
 from core.models.modes import exclusive
 
@@ -158,9 +158,13 @@ def explain(
     if grid and grid[0][0] * grid[0][1] <= COARSE_CELLS:
         notes.append(("explain.note_coarse", {"layer": layer, "h": grid[0][0], "w": grid[0][1],
                                               "size": int(field_of(info, "img_size"))}))
+    out_w, out_h = cam_size or (width, height)
+    size = int(field_of(info, "img_size"))
+    box = eval_box(width, height, size, field_of(info, "eval_side") or size, field_of(info, "resize_mode") or "square")
+    box = (box[0] * out_w / width, box[1] * out_h / height, box[2] * out_w / width, box[3] * out_h / height)
     return Explanation(
         probs=probs[0], names=class_names(info), pred=pred, target=pred if wanted is None else wanted,
-        layer=layer, method=method, cam=to_size(cams[0], *(cam_size or (width, height))),
+        layer=layer, method=method, cam=to_box(cams[0], out_w, out_h, box),
         seconds=time.perf_counter() - start, notes=notes,
     )
 

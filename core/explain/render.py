@@ -26,6 +26,19 @@ def to_size(cam: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.clip(resized, 0.0, 1.0)
 
 
+def to_box(cam: np.ndarray, width: int, height: int, box: tuple[float, float, float, float]) -> np.ndarray:
+    """The map stretched over `box` (left, top, right, bottom) of a width x height frame, zero
+    outside it: where a run whose evaluation crops the photo (resize, then centre crop) looked."""
+    left, top = max(0, round(box[0])), max(0, round(box[1]))
+    right, bottom = min(int(width), round(box[2])), min(int(height), round(box[3]))
+    if (left, top, right, bottom) == (0, 0, int(width), int(height)):
+        return to_size(cam, width, height)
+    out = np.zeros((int(height), int(width)), np.float32)
+    if right > left and bottom > top:
+        out[top:bottom, left:right] = to_size(cam, right - left, bottom - top)
+    return out
+
+
 def display_copy(image: Image.Image, max_side: int = DISPLAY_MAX_SIDE) -> Image.Image:
     """A copy no larger than `max_side` on its long side, same aspect ratio (for the screen)."""
     copy = image.copy()

@@ -48,3 +48,31 @@ def test_feature_map_grid_fills_empty_cells_with_a_neutral_grey():
     assert not (np.abs(empty.astype(int) - VIRIDIS_TOP).max(axis=-1) < 30).any()
     first = grid[2:18, 2:18]  # a real map keeps its colours
     assert first.std() > 10
+
+
+def test_a_run_that_centre_crops_has_its_heatmap_where_it_looked(monkeypatch):
+    """A run evaluated with resize 48 then centre crop 32 sees the middle two thirds of a photo:
+    its map covers that box and nothing outside (stretched over the whole photo it pointed elsewhere)."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from core.data.augment import eval_box
+    from core.explain import explainer
+    from core.models import build_model
+
+    model = build_model({"preset": "simple_cnn"}, 2, 32)
+    info = SimpleNamespace(img_size=32, eval_side=48, resize_mode="square", mean=(0.5,) * 3, std=(0.5,) * 3,
+                           classes=["a", "b"], display_names=["a", "b"])
+    monkeypatch.setattr(explainer, "compute_cams",
+                        lambda *a, **k: (np.ones((1, 32, 32), np.float32), np.array([[0.4, 0.6]], np.float32)))
+    photo = Image.new("RGB", (96, 60))
+    cam = explainer.explain(model, info, photo).cam
+    left, top, right, bottom = (round(v) for v in eval_box(96, 60, 32, 48))
+    assert (left, top, right, bottom) == (16, 10, 80, 50)
+    assert cam.shape == (60, 96) and cam[top:bottom, left:right].min() == 1.0
+    assert cam.sum() == (right - left) * (bottom - top)  # zero outside the box
+    half = explainer.explain(model, info, photo, cam_size=(48, 30)).cam  # a display copy's size
+    assert half.shape == (30, 48) and half[5:25, 8:40].min() == 1.0 and half.sum() == 20 * 32
+    info.eval_side = 32  # no crop: the whole photo
+    assert explainer.explain(model, info, photo).cam.min() == 1.0
