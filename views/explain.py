@@ -112,16 +112,6 @@ def load(run: Path):
         return None
 
 
-def take_request() -> dict | None:
-    """What another page (Compare) asked this page to show, once (see ui.request_explain)."""
-    request = ss.get(ui.EXPLAIN_REQUEST)
-    if not isinstance(request, dict):
-        return None
-    if "id" in request:
-        return ui.take_explain_request()
-    return ss.pop(ui.EXPLAIN_REQUEST)  # a request without a number: applied once, then gone
-
-
 def choose_picture(path: str) -> None:
     ss.explain_picture = path
     ss.explain_pick_open = False  # the grid folds away: the results come right below
@@ -143,7 +133,7 @@ pair = default_pair(runs)
 for key, run in (("explain_run_a", pair[0]), ("explain_run_b", pair[-1])):
     if ss.get(key) not in by_id:
         ss[key] = ui.setting(key) if ui.setting(key) in by_id else run.name
-request = take_request()
+request = ui.take_explain_request()  # what Compare asked this page to show, once
 if request:
     wanted = pictures.requested_runs(request.get("runs") or [], runs)
     if wanted:
