@@ -135,6 +135,40 @@ def take_explain_request() -> dict | None:
     return request
 
 
+@st.cache_data(show_spinner=False, max_entries=512)
+def _thumbnail(path: str, side: int = 160):
+    from core.data.images import open_image, square_thumbnail
+
+    try:
+        return square_thumbnail(open_image(path), side)
+    except UserError:
+        return None
+
+
+def prediction_grid(view, key: str, on_explain: Callable[[str], None] | None = None, columns: int = 6,
+                    rows: int = 2) -> None:
+    """The course's prediction grid for one run (a `core.runs.compare.RunView`): a seeded random
+    batch of its test images, each captioned "predicted (true) · confidence", green when right
+    and red when wrong; with `on_explain`, a button under each image hands it its path."""
+    from core.runs.compare import prediction_sample
+
+    st.caption(t("compare.grid_help"))
+    seed = st.number_input(t("compare.grid_seed"), min_value=0, value=0, step=1, width=200, key=f"{key}_seed")
+    cols = st.columns(columns)
+    for k, row in enumerate(prediction_sample(view, count=columns * rows, seed=int(seed)).itertuples()):
+        with cols[k % columns]:
+            image = _thumbnail(row.file)
+            if image is None:
+                st.caption(t("compare.missing_image", path=Path(row.file).name))
+                continue
+            st.image(image, width="stretch")
+            colour = "green" if row.pred == row.true else "red"
+            st.markdown(f":{colour}[{view.names[row.pred]} ({view.names[row.true]}) · {row.confidence:.1%}]")
+            if on_explain is not None and st.button(t("compare.explain_image"), key=f"{key}_{k}", type="tertiary",
+                                                    icon=":material/search:", help=t("compare.explain_image_help")):
+                on_explain(str(row.file))
+
+
 def _css_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

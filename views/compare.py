@@ -133,8 +133,8 @@ if flash := ss.pop("compare_flash", None):
 run_manager()
 
 runs = compare.comparable_runs(ws.runs)
-if len(runs) < 2:
-    st.info(ui.t("compare.need_two", count=len(runs)))
+if not runs:
+    st.info(ui.t("compare.need_one"))
     st.stop()
 
 views_by_id: dict[str, compare.RunView] = {}
@@ -157,9 +157,11 @@ chosen = picker.multiselect(
 if picker.button(ui.t("compare.explain_runs"), key="compare_explain", icon=":material/search:",
                  disabled=not chosen, help=ui.t("compare.explain_runs_help")):
     explain(chosen)
-if len(chosen) < 2:
-    st.info(ui.t("compare.pick_two"))
+if not chosen:
+    st.info(ui.t("compare.pick_one"))
     st.stop()
+if len(chosen) == 1:  # one run: its own figures and the course's prediction grid
+    st.caption(ui.t("compare.one_run"))
 views = [views_by_id[rid] for rid in chosen]
 names = compare.short_names(views)  # run id -> legend name
 colors = charts.run_colors([names[v.run_id] for v in views])  # one colour per run on every chart
@@ -296,7 +298,5 @@ else:
 
 # --- The course's prediction grid ----------------------------------------------------------
 st.header(ui.t("compare.grid"))
-st.caption(ui.t("compare.grid_help"))
-seed = st.number_input(ui.t("compare.grid_seed"), min_value=0, value=0, step=1, width=200)
-gallery(compare.prediction_sample(view, count=GALLERY_COLUMNS * 2, seed=int(seed)), view, "grid_explain",
-        truth_colour=True)
+ui.prediction_grid(view, "grid_explain", lambda image: explain([view.run_id, *(r for r in chosen if r != view.run_id)], image),
+                   columns=GALLERY_COLUMNS)

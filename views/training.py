@@ -1,6 +1,7 @@
 """Training page: settings, Start / Stop / queue, live curves, and every run kept on disk."""
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from pathlib import Path
@@ -12,6 +13,9 @@ import ui
 from core import charts, device, models
 from core.data import augment as aug
 from core.data.augment import AUGMENT_PRESETS
+from core import recipes
+from core.errors import UserError
+from core.runs.compare import load_view
 from core import runs
 from core.training.config import EARLY_STOP_METRICS, FROZEN_BN, OPTIMIZERS, PLATEAU_METRICS, SCHEDULERS, TrainConfig
 from core.training.jobs import registry
@@ -41,7 +45,7 @@ def model_choices() -> dict[str, dict]:
     choices |= {p: {"preset": p} for p in models.PRESETS}
     choices |= {f"{b} ({ui.t('training.backbone')})": {"backbone": b, "pretrained": False, "weights_path": None}
                 for b in models.BACKBONES}
-    return choices
+    return choices | ss.get("train_recipe_models", {})  # a recipe's model that is none of the above
 
 
 AUGMENTS = (*AUGMENT_PRESETS, "custom")
@@ -93,6 +97,106 @@ def augment_fields() -> dict:
     return values
 
 
+# --- course recipes: one choice fills every field of the form (through the widgets' keys) ------
+WEIGHTS = ("model", "pretrained", "file", "scratch")  # where the model's starting weights come from
+# TrainConfig fields whose widget is not keyed `train_<field>` holding the value as it is
+NOT_PLAIN = ("data", "model", "augment", "normalization", "device", "log_every")
+
+
+def bare(ref: dict) -> dict:
+    """A model reference without its starting weights or shown name: the architecture."""
+    return {k: v for k, v in ref.items() if k not in ("pretrained", "weights_path", "name")}
+
+
+def model_fields(ref: dict) -> tuple[str, str, str]:
+    """The model list's label for `ref` (added to the list when it is none of its entries), the
+    starting-weights choice and the weights file."""
+    options = model_choices()
+    same = [label for label, r in options.items() if bare(r) == bare(ref)]
+    label = next((s for s in same if not s.startswith("💾")), same[0] if same else None)
+    if label is None:
+        label = f"📘 {models.describe_ref(bare(ref))}"
+        ss.setdefault("train_recipe_models", {})[label] = bare(ref)
+    weights = "pretrained" if ref.get("pretrained") else "file" if ref.get("weights_path") else "model"
+    return label, weights, ref.get("weights_path") or ""
+
+
+def fill_form(cfg: TrainConfig) -> None:
+    """Every field of the form set from `cfg`; the user changes any of them before Start."""
+    for f in dataclasses.fields(cfg):
+        if f.name not in NOT_PLAIN:
+            ss[f"train_{f.name}"] = getattr(cfg, f.name)
+    ss.train_device = cfg.device if cfg.device in ("auto", *device.available()) else "auto"
+    ss.train_model, ss.train_weights, ss.train_weights_file = model_fields(cfg.model)
+    ss.train_augment = cfg.augment if isinstance(cfg.augment, str) else "custom"
+    settings = aug.settings(cfg.augment, cfg.img_size)  # a preset's own settings fill the custom fields
+    for name, value in settings.items():
+        if name in ("scale", "ratio", "order"):
+            ss[f"train_aug_{name}"] = ", ".join(str(v) for v in value)
+        else:
+            ss[f"train_aug_{name}"] = value
+    if isinstance(cfg.normalization, str):
+        ss.train_normalization = cfg.normalization
+    else:
+        ss.train_normalization = "custom"
+        ss.train_norm_mean = ", ".join(str(v) for v in cfg.normalization["mean"])
+        ss.train_norm_std = ", ".join(str(v) for v in cfg.normalization["std"])
+
+
+def apply_recipe() -> None:
+    """on_change of the recipe picker: fill the form from the chosen recipe (computed ones from
+    the dataset chosen in the form)."""
+    name = ss.get("train_recipe", "none")
+    ss.pop("train_recipe_loaded", None)
+    if name == "none":
+        return  # the fields keep what they hold
+    data = ss.get("train_data") or ui.current_split()
+    try:
+        recipe = recipes.load(name, data)
+        fill_form(recipe.config(data or "."))
+    except UserError as err:
+        ss.train_recipe_error = err.message(ui.lang())
+        return
+    ss.train_recipe_loaded = recipe
+
+
+def recipe_label(name: str) -> str:
+    return ui.t("recipes.page.none") if name == "none" else f"{ui.t(f'recipes.{name}.title')} · {name}"
+
+
+def recipe_picker() -> None:
+    """'Start from a course recipe', what the chosen one sets and why, and whether the
+    pretrained weights it starts from are on this machine (training never waits on them)."""
+    c = st.columns([2, 3], vertical_alignment="bottom")
+    c[0].selectbox(ui.t("recipes.page.pick"), ["none", *recipes.names()], key="train_recipe", on_change=apply_recipe,
+                   format_func=recipe_label, help=ui.t("recipes.page.pick_help"))
+    if error := ss.pop("train_recipe_error", None):
+        st.error(error, icon="⚠️")
+    recipe = ss.get("train_recipe_loaded")
+    if recipe is None or recipe.name != ss.get("train_recipe"):
+        return
+    c[1].caption(ui.t("recipes.page.filled"))
+    with st.expander(recipe.title(ui.lang())):
+        st.markdown("\n".join(f"- {line}" for line in recipes.describe(recipe, ui.lang())))
+        for key in recipe.notes:
+            st.caption(ui.t(key))
+    arch = recipe.weights()
+    if arch and models.pretrained_available(arch):
+        st.caption("✅ " + ui.t("recipes.page.weights_cached", name=arch))
+    elif arch:
+        st.warning(ui.t("recipes.page.weights_missing", name=arch, path=str(models.weights_cache_path(arch))), icon="⚠️")
+
+
+def starting_weights(ref: dict, source: str, path: str) -> dict:
+    """The chosen model with the chosen starting weights (only ResNet18+CBAM and the backbones
+    take any; "model" keeps what the model's reference says)."""
+    if source == "model" or not ("backbone" in ref or ref.get("preset") == "resnet18_cbam"):
+        return ref
+    if source == "file" and not path.strip():
+        raise UserError("recipes.page.weights_file_missing")
+    return recipes.with_weights(ref, source, path.strip())
+
+
 def settings_form() -> TrainConfig | None:
     """The form; returns the config when Start or Add to queue was pressed (ss.start_now tells which)."""
     splits = split_choices()
@@ -100,49 +204,62 @@ def settings_form() -> TrainConfig | None:
         st.info(ui.t("training.no_split"), icon="🗂️")
         return None
     current = ui.current_split()
+    recipe_picker()
     options = model_choices()
     with st.form("train_form"):
         c1, c2 = st.columns([2, 1])
-        data = c1.selectbox(ui.t("training.data"), splits, index=splits.index(current) if current in splits else 0)
-        label = c2.selectbox(ui.t("training.model"), list(options))
+        data = c1.selectbox(ui.t("training.data"), splits, index=splits.index(current) if current in splits else 0,
+                            key="train_data")
+        label = c2.selectbox(ui.t("training.model"), list(options), key="train_model")
+        c1, c2 = st.columns([1, 2])
+        weights = c1.selectbox(ui.t("recipes.page.weights"), WEIGHTS, key="train_weights",
+                               format_func=ui.option_label("recipes.page.weights.{}"), help=ui.t("recipes.page.weights_help"))
+        weights_file = c2.text_input(ui.t("recipes.page.weights_file"), key="train_weights_file",
+                                     help=ui.t("recipes.page.weights_file_help"))
         c = st.columns(4)
-        img_size = c[0].number_input(ui.t("training.img_size"), 32, 512, 64, step=16,
+        img_size = c[0].number_input(ui.t("training.img_size"), 32, 512, 64, step=16, key="train_img_size",
                                      help=ui.t("training.img_size_help"))
-        batch_size = c[1].number_input(ui.t("training.batch_size"), 2, 1024, 64, step=16)
-        epochs = c[2].number_input(ui.t("training.epochs"), 1, 500, 10)
+        batch_size = c[1].number_input(ui.t("training.batch_size"), 2, 1024, 64, step=16, key="train_batch_size")
+        epochs = c[2].number_input(ui.t("training.epochs"), 1, 500, 10, key="train_epochs")
         augment = c[3].selectbox(ui.t("training.augment"), AUGMENTS, index=AUGMENTS.index("seed"), key="train_augment",
                                  format_func=lambda a: ui.t("training.augment.custom") if a == "custom" else a)
         c = st.columns(4)
-        optimizer = c[0].selectbox(ui.t("training.optimizer"), OPTIMIZERS)
-        lr = c[1].number_input(ui.t("training.lr"), 1e-6, 10.0, 1e-3, format="%.0e", step=1e-4)
-        scheduler = c[2].selectbox(ui.t("training.scheduler"), SCHEDULERS,
+        optimizer = c[0].selectbox(ui.t("training.optimizer"), OPTIMIZERS, key="train_optimizer")
+        lr = c[1].number_input(ui.t("training.lr"), 1e-6, 10.0, 1e-3, format="%.0e", step=1e-4, key="train_lr")
+        scheduler = c[2].selectbox(ui.t("training.scheduler"), SCHEDULERS, key="train_scheduler",
                                    format_func=lambda s: ui.t(f"training.scheduler.{s}"))
-        run_device = c[3].selectbox(ui.t("sidebar.device"), ["auto", *device.available()])
+        run_device = c[3].selectbox(ui.t("sidebar.device"), ["auto", *device.available()], key="train_device")
         with st.expander(ui.t("training.more")):
             c = st.columns(4)
-            weight_decay = c[0].number_input(ui.t("training.weight_decay"), 0.0, 1.0, 0.0, format="%.0e", step=1e-4)
-            label_smoothing = c[1].number_input(ui.t("training.label_smoothing"), 0.0, 0.5, 0.0, step=0.05)
-            patience = c[2].number_input(ui.t("training.patience"), 0, 100, 0, help=ui.t("training.patience_help"))
-            seed = c[3].number_input(ui.t("training.seed"), 0, 2**31 - 1, 42)
+            weight_decay = c[0].number_input(ui.t("training.weight_decay"), 0.0, 1.0, 0.0, format="%.0e", step=1e-4,
+                                             key="train_weight_decay")
+            label_smoothing = c[1].number_input(ui.t("training.label_smoothing"), 0.0, 0.5, 0.0, step=0.05,
+                                                key="train_label_smoothing")
+            patience = c[2].number_input(ui.t("training.patience"), 0, 100, 0, help=ui.t("training.patience_help"),
+                                         key="train_early_stop_patience")
+            seed = c[3].number_input(ui.t("training.seed"), 0, 2**31 - 1, 42, key="train_seed")
             c = st.columns(4)
             normalization = c[0].selectbox(ui.t("training.normalization"), ("imagenet", "dataset", "custom"),
                                            key="train_normalization", format_func=lambda s: ui.t(f"training.norm.{s}"))
-            freeze_epochs = c[1].number_input(ui.t("training.freeze_epochs"), 0, 100, 0,
+            freeze_epochs = c[1].number_input(ui.t("training.freeze_epochs"), 0, 100, 0, key="train_freeze_epochs",
                                               help=ui.t("training.freeze_help"))
-            unfreeze_factor = c[2].number_input(ui.t("training.unfreeze_factor"), 0.001, 1.0, 0.1, step=0.05)
-            tensorboard = c[3].checkbox(ui.t("training.tensorboard"))
+            unfreeze_factor = c[2].number_input(ui.t("training.unfreeze_factor"), 0.001, 1.0, 0.1, step=0.05,
+                                                key="train_unfreeze_lr_factor")
+            tensorboard = c[3].checkbox(ui.t("training.tensorboard"), key="train_tensorboard")
             c = st.columns(4)
-            momentum = c[0].number_input(ui.t("training.momentum"), 0.0, 0.999, 0.9, step=0.05)
-            step_size = c[1].number_input(ui.t("training.step_size"), 1, 500, 5)
-            gamma = c[2].number_input(ui.t("training.gamma"), 0.001, 1.0, 0.1, step=0.05)
-            histogram_every = c[3].number_input(ui.t("training.histogram_every"), 1, 100_000, 100)
+            momentum = c[0].number_input(ui.t("training.momentum"), 0.0, 0.999, 0.9, step=0.05, key="train_momentum")
+            step_size = c[1].number_input(ui.t("training.step_size"), 1, 500, 5, key="train_step_size")
+            gamma = c[2].number_input(ui.t("training.gamma"), 0.001, 1.0, 0.1, step=0.05, key="train_gamma")
+            histogram_every = c[3].number_input(ui.t("training.histogram_every"), 1, 100_000, 100,
+                                                key="train_histogram_every")
             c = st.columns(4)
-            nesterov = c[0].checkbox(ui.t("training.nesterov"))
+            nesterov = c[0].checkbox(ui.t("training.nesterov"), key="train_nesterov")
             early_stop_metric = c[1].selectbox(ui.t("training.early_stop_metric"), EARLY_STOP_METRICS,
+                                               key="train_early_stop_metric",
                                                format_func=lambda m: ui.t(f"training.metric.{m}"))
-            amp = c[2].checkbox(ui.t("training.amp"), value=True, help=ui.t("training.amp_help"))
+            amp = c[2].checkbox(ui.t("training.amp"), value=True, help=ui.t("training.amp_help"), key="train_amp")
             frozen_bn = c[3].selectbox(ui.t("training.frozen_bn"), FROZEN_BN, help=ui.t("training.frozen_bn_help"),
-                                       format_func=lambda m: ui.t(f"training.frozen_bn.{m}"))
+                                       key="train_frozen_bn", format_func=lambda m: ui.t(f"training.frozen_bn.{m}"))
             st.caption(ui.t("training.sched.title"))
             c = st.columns(4)
             plateau_metric = c[0].selectbox(ui.t("training.plateau_metric"), PLATEAU_METRICS, key="train_plateau_metric",
@@ -164,7 +281,7 @@ def settings_form() -> TrainConfig | None:
             c = st.columns(2)
             norm_mean = c[0].text_input(ui.t("training.norm_mean"), CIFAR_MEAN, key="train_norm_mean")
             norm_std = c[1].text_input(ui.t("training.norm_std"), CIFAR_STD, key="train_norm_std")
-            name = st.text_input(ui.t("training.name"), placeholder=ui.t("training.name_hint"))
+            name = st.text_input(ui.t("training.name"), placeholder=ui.t("training.name_hint"), key="train_name")
         c = st.columns([1, 1, 1, 3])
         start = c[0].form_submit_button(ui.t("training.start"), type="primary")
         queue = c[1].form_submit_button(ui.t("training.queue"))
@@ -182,7 +299,7 @@ def settings_form() -> TrainConfig | None:
         draw_preview(data, augment, int(img_size))
         return None
     ss.start_now = start
-    ref = options[label]
+    ref = starting_weights(options[label], weights, weights_file)
     return TrainConfig(
         data=data, model=ref, name=name.strip() or models.describe_ref(ref), img_size=int(img_size),
         batch_size=int(batch_size), epochs=int(epochs), optimizer=optimizer, lr=float(lr),
@@ -208,6 +325,20 @@ def draw_preview(split: str, augment, img_size: int) -> None:
     cols[0].image(original, width="stretch")
     for col, img in zip(cols[1:], views):
         col.image(img, width="stretch")
+
+
+def draw_grid(run_id: str) -> None:
+    """The course's prediction grid for a finished run (as on Compare); an image opens in Explain."""
+    run_dir = ws.runs / run_id
+    if not (run_dir / "predictions.csv").is_file():
+        return
+
+    def explain(image: str) -> None:
+        ui.request_explain([run_id], image)
+        st.switch_page("views/explain.py")
+
+    with ui.user_errors(), st.expander(ui.t("compare.grid"), expanded=True):
+        ui.prediction_grid(load_view(run_dir), f"train_grid_{run_id}", on_explain=explain)
 
 
 def watch(run_id: str) -> None:
@@ -372,6 +503,9 @@ else:
 st.caption(ui.t("training.folder", path=str(info.path)))
 if runs.read_config(info.path).get("tensorboard"):
     st.code(f"tensorboard --logdir {info.path / 'tensorboard'}", language="bash")
+
+if info.status == "finished":
+    draw_grid(choice)
 
 st.subheader(ui.t("training.runs"))
 if jobs.busy():

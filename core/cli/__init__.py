@@ -15,7 +15,7 @@ from typing import Any
 from core.errors import UserError
 from core.i18n import cli_lang, t
 
-COMMAND_MODULES = ("data", "models", "train", "explain", "export")
+COMMAND_MODULES = ("data", "models", "train", "recipes", "explain", "export")
 
 
 class Output:

@@ -87,6 +87,7 @@ def add_config_flags(p: argparse.ArgumentParser, lang: str) -> None:
 def register(sub) -> None:
     lang = cli_lang()
     p = sub.add_parser("train", help=t("training.cli.train_help", lang))
+    p.add_argument("--recipe", metavar="NAME", help=t("recipes.cli.recipe", lang))
     p.add_argument("--config", metavar="FILE", help=t("training.cli.config", lang))
     add_config_flags(p, lang)
     p.add_argument("--print-config", action="store_true", help=t("training.cli.print_config", lang))
@@ -161,7 +162,8 @@ def _name_or_object(kind: Any) -> bool:
 
 
 def resolve_config(args: argparse.Namespace, models_dir: Path) -> TrainConfig:
-    """TrainConfig's defaults, then the --config file's values, then the flags given."""
+    """TrainConfig's defaults, then the --recipe's settings, then the --config file's values,
+    then the flags given."""
     from core.models import check_ref, load_ref
 
     kinds = field_kinds()
@@ -172,6 +174,11 @@ def resolve_config(args: argparse.Namespace, models_dir: Path) -> TrainConfig:
     values |= {name: getattr(args, name) for name in kinds if not isinstance(getattr(args, name), Unset)}
     if not values.get("data"):
         raise UserError("training.cli.need_data")
+    if getattr(args, "recipe", None):
+        from core import recipes
+
+        # the data is known first: a computed recipe is made from it
+        values = recipes.load(args.recipe, Path(str(values["data"])).expanduser()).values() | values
     model = values.pop("model", None)
     values = {name: convert(name, kinds[name], value) for name, value in values.items()}
     values["data"] = str(Path(values["data"]).expanduser().resolve())

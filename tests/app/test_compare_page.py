@@ -186,13 +186,26 @@ def test_compare_page_shows_what_training_wrote(workspace, trained):
     shows_what_the_predictions_say(at, [next(r for r in runs if r.name == rid) for rid in shown])
 
 
-def test_compare_page_in_chinese_with_one_run(workspace):
+def test_compare_page_in_chinese_without_runs(workspace):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["lang"] = "zh"
     at.run()
     at.switch_page("views/compare.py").run()
     assert not at.exception
-    assert "至少需要两个" in at.info[0].value
+    assert "还没有" in at.info[0].value
+
+
+def test_compare_page_with_one_run_shows_its_figures_and_prediction_grid(two_runs):
+    """The course shows the prediction grid for one model: one finished run is enough."""
+    simple, cbam = two_runs
+    shutil.rmtree(cbam)
+    at = open_compare_page()
+    assert at.multiselect[0].value == ["r1-simple"]
+    shows_what_the_predictions_say(at, [simple])
+    classes = json.loads((simple / "config.json").read_text())["classes"]
+    expected = [f":{'green' if r['true'] == r['pred'] else 'red'}[{classes[r['pred']]} ({classes[r['true']]}) · "
+                f"{r['confidence']:.1%}]" for r in csv_rows(simple)]
+    assert len(expected) <= 12 and sorted(gallery_captions(at, "grid_explain")) == sorted(expected)
 
 
 @pytest.fixture

@@ -186,3 +186,148 @@ def test_custom_augmentation_schedule_and_normalisation_reach_the_run_config(dem
     preset.set_value("training").run()
     assert not at.exception, [e.value for e in at.exception]
     assert [len(img.proto.imgs) for img in at.get("image")][-9:] == [1] * 9
+
+# --- course recipes, and the prediction grid of a finished run --------------------------------
+
+def form_widgets(at: AppTest) -> dict:
+    """The form's widgets by key."""
+    kinds = ("selectbox", "number_input", "text_input", "checkbox")
+    return {w.key: w for kind in kinds for w in at.get(kind) if str(w.key or "").startswith("train_")}
+
+
+def numbers(text: str) -> list[float]:
+    return [float(x) for x in text.split(",")]
+
+
+def shows_config(at: AppTest, cfg) -> None:
+    """Every field of the form holds `cfg`'s value: each TrainConfig field the page has (all but
+    the data, which stays the user's, and log_every), the model with its starting weights, each
+    augmentation setting and the normalisation."""
+    import dataclasses
+
+    from core.data.augment import settings
+    from core.training.config import TrainConfig
+
+    w = form_widgets(at)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in ("data", "model", "augment", "normalization", "log_every"):
+            assert w[f"train_{f.name}"].value == getattr(cfg, f.name), f.name
+    backbone = f"{cfg.model.get('backbone')} ({i18n.t('training.backbone', 'en')})"
+    assert w["train_model"].value == cfg.model.get("preset", backbone)
+    assert w["train_weights"].value == ("pretrained" if cfg.model.get("pretrained") else "model")
+    assert w["train_augment"].value == "custom"
+    for name, value in settings(cfg.augment, cfg.img_size).items():
+        shown = w[f"train_aug_{name}"].value
+        if name == "order":
+            assert [op.strip() for op in shown.split(",")] == value
+        elif name in ("scale", "ratio"):
+            assert numbers(shown) == value
+        else:
+            assert shown == value, name
+    if isinstance(cfg.normalization, str):
+        assert w["train_normalization"].value == cfg.normalization
+    else:
+        assert w["train_normalization"].value == "custom"
+        assert (numbers(w["train_norm_mean"].value), numbers(w["train_norm_std"].value)) == (
+            cfg.normalization["mean"], cfg.normalization["std"])
+
+
+def grid_captions(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if m.value.startswith((":green[", ":red["))]
+
+
+def test_a_recipe_fills_every_field_a_changed_field_reaches_the_run_and_its_grid_shows(demo_split):
+    from core import recipes
+    from core.training.config import TrainConfig
+
+    at = open_page()
+    split = str(demo_split.splits / "demo")
+    for name in ("flowers_resnet18_cbam", "catdog_simple_cnn", "cifar10_cbam_cnn", "flowers102_transfer", "cifar10_cnn"):
+        at.selectbox(key="train_recipe").set_value(name).run()
+        assert not at.exception, [e.value for e in at.exception]
+        shows_config(at, recipes.load(name).config(split))
+        assert any(e.label == recipes.load(name).title("en") for e in at.expander)
+    # cifar10_cnn is chosen: change one field, start
+    form_widgets(at)["train_epochs"].set_value(1)
+    next(b for b in at.button if b.label == i18n.t("training.start", "en")).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    [run] = runs.list_runs(demo_split.runs)
+    assert registry().wait(timeout=120)
+    assert TrainConfig.of_run(runs.read_config(run.path)).to_dict() == recipes.load("cifar10_cnn").config(
+        split, epochs=1).to_dict()
+    assert runs.read_summary(run.path)["status"] == "finished"
+
+    # the finished run's prediction grid: its test images, green when right, red when wrong
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    import csv
+
+    with (run.path / "predictions.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    names = runs.read_config(run.path)["classes"]
+    name = lambda v: v if v in names else names[int(v)]
+    expected = sorted(f":{'green' if name(r['pred']) == name(r['true']) else 'red'}"
+                      f"[{name(r['pred'])} ({name(r['true'])}) · {float(r['confidence']):.1%}]" for r in rows)
+    assert 0 < len(rows) <= 12 and sorted(grid_captions(at)) == expected
+
+
+def test_missing_pretrained_weights_are_said_and_a_local_file_trains(demo_split, tmp_path, monkeypatch):
+    """Offline, without the weights: the page says so and offers a local file or training from
+    scratch; Start still starts (the run then says why it could not load them); a local weights
+    file trains; nothing blocks."""
+    import urllib.error
+    import urllib.request
+
+    import torch
+    from torchvision import models as tvm
+
+    from core.models import weights_cache_path
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def offline(url, timeout=None):
+        raise urllib.error.URLError("no network in tests")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    at = open_page()
+    at.selectbox(key="train_recipe").set_value("flowers102_transfer").run()
+    assert not at.exception, [e.value for e in at.exception]
+    [warning] = [w.value for w in at.warning if "resnet18" in w.value]
+    assert str(weights_cache_path("resnet18")) in warning
+    w = form_widgets(at)
+    assert {i18n.t("recipes.page.weights.file", "en"), i18n.t("recipes.page.weights.scratch", "en")} <= set(
+        w["train_weights"].options)
+    w["train_img_size"].set_value(32)
+    w["train_batch_size"].set_value(8)
+    w["train_epochs"].set_value(2)
+    w["train_freeze_epochs"].set_value(1)
+    start = lambda: next(b for b in at.button if b.label == i18n.t("training.start", "en")).click().run()
+    start()
+    assert registry().wait(timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    [failed] = runs.list_runs(demo_split.runs)
+    assert runs.read_summary(failed.path)["message_key"] == "models.pretrained_unavailable"
+    assert any("resnet18" in e.value and "scratch" in e.value for e in at.error)
+
+    weights = tmp_path / "resnet18.pth"
+    torch.save(tvm.resnet18(weights=None).state_dict(), weights)
+    form_widgets(at)["train_weights"].set_value("file")
+    form_widgets(at)["train_weights_file"].set_value(str(weights))
+    start()
+    assert not at.exception, [e.value for e in at.exception]
+    assert registry().wait(timeout=120)
+    trained = next(r for r in runs.list_runs(demo_split.runs) if r.id != failed.id)
+    assert runs.read_summary(trained.path)["status"] == "finished"
+    config = runs.read_config(trained.path)
+    assert config["model"] == {"backbone": "resnet18", "weights_path": str(weights)}
+    assert config["freeze_epochs"] == 1 and config["phase2_from_best"] is True and config["augment"]["resize"] == 96
+
+    # with the weights in the cache, the page says they are there
+    weights_cache_path("resnet18").parent.mkdir(parents=True, exist_ok=True)
+    weights_cache_path("resnet18").write_bytes(weights.read_bytes())
+    at.selectbox(key="train_recipe").set_value("flowers_resnet18_cbam").run()
+    assert not [w for w in at.warning if "resnet18" in w.value]
+    assert any(i18n.t("recipes.page.weights_cached", "en", name="resnet18") in c.value for c in at.caption)
+
+
