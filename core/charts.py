@@ -37,20 +37,27 @@ def class_balance(names: list[str], counts: list[int], title: str, count_label: 
 EPOCH_TICKS = 12
 
 
+SPLIT_MARKERS = {"train": "circle", "val": "diamond"}  # a one-epoch run's two dots must differ
+
+
 def run_curves(runs: dict[str, list[dict]], metric: str, title: str, train_label: str, val_label: str,
                x_label: str = "epoch", colors: dict[str, str] | None = None, percent: bool = False) -> go.Figure:
     """One metric ("loss" or "acc") per epoch for several runs: a colour per run (`colors`, else
-    the palette in order), train dashed, val solid; `x_label` is the axis title in the page's language."""
+    the palette in order), train dashed with round markers, val solid with diamonds; `x_label`
+    is the axis title in the page's language. A single run (the Training page) draws train and
+    val in two colours too, and names them alone in the legend."""
     fig = go.Figure()
     colors = colors or run_colors(list(runs))
+    single = len(runs) == 1
     for run, epochs in runs.items():
-        color = colors.get(run, PALETTE[0])
         x = [e.get("epoch") for e in epochs]
-        for split, dash, label in (("train", "dash", train_label), ("val", "solid", val_label)):
+        for i, (split, dash, label) in enumerate((("train", "dash", train_label), ("val", "solid", val_label))):
+            color = PALETTE[i] if single else colors.get(run, PALETTE[0])
             y = [e.get(f"{split}_{metric}") for e in epochs]
             if any(v is not None for v in y):
-                fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"{run} · {label}",
-                                         line=dict(color=color, dash=dash), marker=dict(color=color),
+                fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=label if single else f"{run} · {label}",
+                                         line=dict(color=color, dash=dash),
+                                         marker=dict(color=color, symbol=SPLIT_MARKERS[split], size=8),
                                          legendgroup=run))
     longest = max((len(e) for e in runs.values()), default=0)
     # A tick per epoch only while they are few: Plotly measures every tick label on every redraw,
@@ -161,7 +168,14 @@ def thin(values: list, max_points: int = LIVE_POINTS) -> list:
     return values[::k] + ([values[-1]] if (len(values) - 1) % k else [])
 
 
-def iteration_loss(records: list[dict], title: str, raw_label: str, smooth_label: str) -> go.Figure:
+def _legend_below(fig: go.Figure) -> go.Figure:
+    """The legend under the x axis's title, not on it: anchored by its top, below the tick labels."""
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
+    return fig
+
+
+def iteration_loss(records: list[dict], title: str, raw_label: str, smooth_label: str,
+                   x_label: str = "step") -> go.Figure:
     """Loss every few steps: the raw values faint, their moving average (of all of them) bold."""
     steps = thin([r["step"] for r in records])
     losses = [r["loss"] for r in records]
@@ -170,12 +184,28 @@ def iteration_loss(records: list[dict], title: str, raw_label: str, smooth_label
         go.Scatter(x=steps, y=thin(smooth(losses)), mode="lines", name=smooth_label,
                    line=dict(color="#3b6fd8", width=2)),
     ])
-    return styled(fig, title)
+    fig.update_xaxes(title=x_label)
+    return _legend_below(styled(fig, title))
 
 
-def lr_curve(records: list[dict], title: str) -> go.Figure:
-    """The learning rate per step, on a log axis (schedulers change it by orders of magnitude)."""
-    fig = go.Figure(go.Scatter(x=thin([r["step"] for r in records]), y=thin([r["lr"] for r in records]),
-                               mode="lines", line=dict(color="#00a36c")))
-    fig.update_yaxes(type="log")
+LOG_SPAN = 10.0  # a learning rate that changes by this factor or more gets a log axis
+LR_TICKS = 5
+
+
+def lr_curve(records: list[dict], title: str, x_label: str = "step") -> go.Figure:
+    """The learning rate per step: on a log axis when it spans an order of magnitude or more
+    (step decays, one-cycle), else linear (a constant rate on a log axis showed a crowd of
+    labels around one value); few ticks either way."""
+    rates = [r["lr"] for r in records]
+    fig = go.Figure(go.Scatter(x=thin([r["step"] for r in records]), y=thin(rates), mode="lines",
+                               line=dict(color="#00a36c"), showlegend=False))
+    positive = [r for r in rates if r > 0]
+    if positive and min(positive) * LOG_SPAN <= max(positive) and len(positive) == len(rates):
+        fig.update_yaxes(type="log", exponentformat="power", nticks=LR_TICKS)
+    else:
+        low, high = min(rates, default=0.0), max(rates, default=0.0)
+        pad = (high - low) * 0.1 or abs(high) * 0.5 or 1.0  # a constant rate sits mid-height
+        fig.update_yaxes(type="linear", range=[max(0.0, low - pad), high + pad],
+                         nticks=LR_TICKS, tickformat=".1e")
+    fig.update_xaxes(title=x_label, nticks=LR_TICKS)
     return styled(fig, title)

@@ -11,7 +11,7 @@ from core import charts
 from core import runs as run_folders
 from core.data.images import open_image, square_thumbnail
 from core.errors import UserError
-from core.runs import compare
+from core.runs import advice, compare
 
 GALLERY_COLUMNS = 6
 CELL_IMAGES = 12  # images of a clicked cell shown right under the matrices
@@ -169,6 +169,9 @@ if len({v.dataset for v in views}) > 1:
     st.warning(ui.t("compare.different_data"))
 if len({tuple(v.classes) for v in views}) > 1:
     st.warning(ui.t("compare.different_classes"))
+for v in views:  # a model that mostly answers one class: said per run, with what to try
+    if found := advice.run_advice(v):
+        st.warning(f"**{names[v.run_id]}** · " + "\n\n".join(ui.t(a.key, **a.params) for a in found), icon="⚠️")
 
 # --- Metrics -------------------------------------------------------------------------------
 st.header(ui.t("compare.metrics"))

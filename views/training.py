@@ -17,7 +17,10 @@ from core import recipes
 from core.errors import UserError
 from core.runs.compare import load_view
 from core import runs
-from core.training.config import EARLY_STOP_METRICS, FROZEN_BN, OPTIMIZERS, PLATEAU_METRICS, SCHEDULERS, TrainConfig
+from core.runs import advice, compare
+from core.training.balance import suggested_balance
+from core.training.config import (BALANCES, EARLY_STOP_METRICS, FROZEN_BN, OPTIMIZERS, PLATEAU_METRICS, SCHEDULERS,
+                                  TrainConfig)
 from core.training.jobs import registry
 from core.training.live import WatchingTabs
 
@@ -229,6 +232,7 @@ def settings_form() -> TrainConfig | None:
         scheduler = c[2].selectbox(ui.t("training.scheduler"), SCHEDULERS, key="train_scheduler",
                                    format_func=lambda s: ui.t(f"training.scheduler.{s}"))
         run_device = c[3].selectbox(ui.t("sidebar.device"), ["auto", *device.available()], key="train_device")
+        balance = balance_field(current if current in splits else splits[0])
         with st.expander(ui.t("training.more")):
             c = st.columns(4)
             weight_decay = c[0].number_input(ui.t("training.weight_decay"), 0.0, 1.0, 0.0, format="%.0e", step=1e-4,
@@ -311,7 +315,23 @@ def settings_form() -> TrainConfig | None:
         tensorboard=tensorboard, histogram_every=int(histogram_every), plateau_metric=plateau_metric,
         plateau_patience=int(plateau_patience), phase2_lr=float(phase2_lr), phase2_step_size=int(phase2_step),
         phase2_gamma=float(phase2_gamma), phase2_from_best=phase2_from_best,
-        tensorboard_batch_every=int(tb_every)).validated()
+        tensorboard_batch_every=int(tb_every), balance=balance).validated()
+
+
+def balance_field(split: str) -> str:
+    """Class weights proposed when the split's training part is unbalanced beyond 3:1 (the Data
+    page's warning), with the one-line reason beside the choice."""
+    suggested, found = suggested_balance(split)
+    if "train_balance" not in ss or ss.get("train_balance_split") != split:  # a recipe may have set it
+        ss.train_balance, ss.train_balance_split = suggested, split
+    c = st.columns([1, 3], vertical_alignment="bottom")
+    balance = c[0].selectbox(ui.t("training.balance"), BALANCES, key="train_balance",
+                             format_func=lambda b: ui.t(f"training.balance.{b}"), help=ui.t("training.balance_help"))
+    if found is not None:
+        why = "training.balance.why_weights" if suggested == "weights" else "training.balance.why_none"
+        c[1].caption(ui.t(why, ratio=f"{found.ratio:.1f}", largest=found.largest, largest_n=found.largest_n,
+                          smallest=found.smallest, smallest_n=found.smallest_n))
+    return balance
 
 
 def draw_preview(split: str, augment, img_size: int) -> None:
@@ -353,7 +373,9 @@ def live_state(run_id: str) -> dict:
         summary = runs.read_summary(run_dir)
         return {"status": summary.get("status", "interrupted"), "progress": {}, "records": runs.read_metrics(run_dir),
                 "message": summary.get("message", ""), "message_key": summary.get("message_key", ""),
-                "message_params": summary.get("message_params", {})}
+                "message_params": summary.get("message_params", {}), "ahead": []}
+    if not snap["records"]:  # queued, resumed or continued: its curves so far are on disk
+        snap["records"] = runs.read_metrics(run_dir)
     return snap
 
 
@@ -368,15 +390,35 @@ def draw_head(run_id: str, state: dict) -> None:
         st.error(ui.t(state["message_key"], **state["message_params"]), icon="⚠️")
     elif state["message"]:
         st.error(state["message"], icon="⚠️")
-    p = state["progress"]
-    if status == "running" and p:
-        done = ((p["epoch"] - 1) * p["batches"] + p["batch"]) / max(1, p["epochs"] * p["batches"])
-        eta = ui.t("training.eta_min", minutes=p["eta_s"] / 60) if p.get("eta_s") else "…"
-        st.progress(min(1.0, done), text=ui.t("training.progress", epoch=p["epoch"], epochs=p["epochs"],
-                                                batch=p["batch"], batches=p["batches"],
-                                                rate=f"{p['img_per_s']:.0f}", eta=eta))
+    if status in ("running", "queued"):
+        st.progress(*status_line(state))
     if any(r.get("type") == "note" for r in state["records"]):
         st.info(ui.t("training.early_stopped"))
+
+
+def status_line(state: dict) -> tuple[float, str]:
+    """The one line (and bar) saying what a queued or running run does now: waiting behind which
+    run, reading or caching its images, building the model, training, testing."""
+    p = state["progress"]
+    if state["status"] == "queued":
+        ahead = state.get("ahead") or []
+        return 0.0, (ui.t("training.phase.queued_behind", runs=", ".join(ahead)) if ahead
+                     else ui.t("training.phase.queued"))
+    phase = p.get("phase", "training" if "epoch" in p else "")
+    if phase == "caching":
+        return (min(1.0, p["done"] / max(1, p["total"])),
+                ui.t("training.phase.caching", part=ui.t(f"training.phase.part.{p['part']}"),
+                     done=f"{p['done']:,}", total=f"{p['total']:,}"))
+    if phase in ("loading", "building"):
+        return 0.0, ui.t(f"training.phase.{phase}")
+    if phase == "testing":
+        return 1.0, ui.t("training.phase.testing")
+    if phase == "training":
+        done = ((p["epoch"] - 1) * p["batches"] + p["batch"]) / max(1, p["epochs"] * p["batches"])
+        eta = ui.t("training.eta_min", minutes=p["eta_s"] / 60) if p.get("eta_s") else "…"
+        return min(1.0, done), ui.t("training.progress", epoch=p["epoch"], epochs=p["epochs"], batch=p["batch"],
+                                    batches=p["batches"], rate=f"{p['img_per_s']:.0f}", eta=eta)
+    return 0.0, ui.t("training.phase.starting")
 
 
 def draw_charts(run_id: str, records: list[dict], names: tuple[str, ...]) -> None:
@@ -401,13 +443,14 @@ def live_figures(run_id: str, lang: str, names: tuple[str, ...], n_records: int,
     figures = {}
     for name in names:
         if name == "iter":
-            figures[name] = charts.iteration_loss(_iters, ui.t("training.chart.iter_loss"),
-                                                  ui.t("training.chart.raw"), ui.t("training.chart.smoothed"))
+            figures[name] = charts.iteration_loss(_iters, ui.t("training.chart.iter_loss"), ui.t("training.chart.raw"),
+                                                  ui.t("training.chart.smoothed"), ui.t("training.chart.step"))
         elif name == "lr":
-            figures[name] = charts.lr_curve(_iters, ui.t("training.chart.lr"))
+            figures[name] = charts.lr_curve(_iters, ui.t("training.chart.lr"), ui.t("training.chart.step"))
         elif _epochs:
             figures[name] = charts.run_curves({run_id[-24:]: _epochs}, name, ui.t(f"training.chart.{name}"),
-                                              ui.t("training.chart.train"), ui.t("training.chart.val"))
+                                              ui.t("training.chart.train"), ui.t("training.chart.val"),
+                                              ui.t("training.chart.epoch"), percent=name == "acc")
     return figures
 
 
@@ -417,7 +460,28 @@ EPOCH_CHARTS = ("loss", "acc", "lr")
 def draw_run(run_id: str) -> None:
     state = live_state(run_id)
     draw_head(run_id, state)
+    if state["status"] == "finished":
+        draw_advice(ws.runs / run_id)
     draw_charts(run_id, state["records"], ("iter",) + EPOCH_CHARTS)
+
+
+def draw_advice(run_dir: Path) -> None:
+    """A warning when the finished model mostly answers one class, and what to try."""
+    with ui.user_errors():
+        found = advice.run_advice(compare.load_view(run_dir))
+        if found:
+            st.warning("\n\n".join(ui.t(a.key, **a.params) for a in found), icon="⚠️")
+
+
+def more_epochs(info: runs.RunInfo) -> None:
+    """Train a finished run further, in place, from its last checkpoint (core.training.more)."""
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    n = row.number_input(ui.t("training.more_epochs"), 1, 500, 5, key="more_epochs_n", width=170,
+                         help=ui.t("training.more_epochs_help"))
+    if row.button(ui.t("training.more_epochs_button", n=int(n)), key="more_epochs"):
+        with ui.user_errors():
+            jobs.more_epochs(info.path, int(n), ws.cache)
+            st.rerun()
 
 
 @st.cache_resource
@@ -433,8 +497,6 @@ def live_every() -> float:
 def live_steps(run_id: str, every: float) -> None:
     state = live_state(run_id)
     draw_head(run_id, state)
-    if not any(r.get("type") == "iter" for r in state["records"]):
-        st.caption(ui.t("training.waiting"))
     draw_charts(run_id, state["records"], ("iter",))
     if state["status"] not in ("running", "queued") or live_every() != every:
         st.rerun()  # the run ended (draw it whole, stop polling) or the tabs watching changed
@@ -459,11 +521,14 @@ def run_table(all_runs: list[runs.RunInfo]) -> None:
         ui.t("training.col.run"): r.id, ui.t("training.col.model"): r.model,
         ui.t("training.col.status"): ui.t("training.status." + r.status),
         ui.t("training.col.epochs"): f"{r.epochs_done}/{r.epochs}",
-        ui.t("training.col.best_val"): r.best_val_acc, ui.t("training.col.test"): r.test_acc,
+        ui.t("training.col.best_val"): pct(r.best_val_acc), ui.t("training.col.test"): pct(r.test_acc),
     } for r in all_runs])
-    st.dataframe(frame, hide_index=True, width="stretch", column_config={
-        ui.t("training.col.best_val"): st.column_config.NumberColumn(format="%.3f"),
-        ui.t("training.col.test"): st.column_config.NumberColumn(format="%.3f")})
+    st.dataframe(frame, hide_index=True, width="stretch")
+
+
+def pct(value) -> str:
+    """A percentage as Compare writes them (one decimal), or a dash while there is none yet."""
+    return "–" if value is None or pd.isna(value) else f"{value:.1%}"
 
 
 # --- the page, top to bottom ------------------------------------------------------------------
@@ -473,7 +538,8 @@ with ui.user_errors():
         run_id = jobs.submit(config, ws.runs, ws.cache)
         if ss.start_now or not st.query_params.get("run"):
             watch(run_id)
-        st.toast(ui.t("training.queued", run=run_id))
+        else:  # added behind the watched run: its status line does not show this one
+            st.toast(ui.t("training.queued", run=run_id))
 
 all_runs = runs.list_runs(ws.runs)
 if not all_runs:
@@ -496,10 +562,12 @@ if info.status in ("running", "queued"):
 else:
     draw_run(choice)
     if info.status in runs.RESUMABLE:
-        if st.button(ui.t("training.resume"), key="resume"):
+        if st.button(ui.t("training.resume"), key="resume", help=ui.t("training.resume_help")):
             with ui.user_errors():
                 jobs.resume(info.path, ws.cache)
                 st.rerun()
+    elif info.status == "finished" and (info.path / "last.pt").is_file():
+        more_epochs(info)
 st.caption(ui.t("training.folder", path=str(info.path)))
 if runs.read_config(info.path).get("tensorboard"):
     st.code(f"tensorboard --logdir {info.path / 'tensorboard'}", language="bash")

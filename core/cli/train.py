@@ -20,6 +20,7 @@ from core.cli import Output
 from core.errors import UserError
 from core.i18n import cli_lang, t
 from core.training.config import (
+    BALANCES,
     EARLY_STOP_METRICS,
     FROZEN_BN,
     NORMALIZATIONS,
@@ -35,7 +36,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # Listed in --help only: a wrong value gets core's own translated message (and JSON with --json).
 CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "augment": AUGMENTS, "device": DEVICES,
            "normalization": NORMALIZATIONS, "early_stop_metric": EARLY_STOP_METRICS, "frozen_bn": FROZEN_BN,
-           "plateau_metric": PLATEAU_METRICS}
+           "plateau_metric": PLATEAU_METRICS, "balance": BALANCES}
 METAVARS = {"data": "SPLIT", "model": "NAME_OR_SPEC"}
 NOT_KIND = {int: "training.cli.not_int", float: "training.cli.not_float", bool: "training.cli.not_bool",
             str: "training.cli.not_text"}
@@ -93,6 +94,7 @@ def register(sub) -> None:
     p.add_argument("--print-config", action="store_true", help=t("training.cli.print_config", lang))
     p.add_argument("--runs-dir", metavar="DIR", help=t("training.cli.runs_dir", lang))
     p.add_argument("--resume", metavar="RUN", help=t("training.cli.resume", lang))
+    p.add_argument("--more-epochs", metavar="N", type=int, help=t("training.cli.more_epochs", lang))
     p.set_defaults(handler=train)
 
     p = sub.add_parser("evaluate", help=t("training.cli.evaluate_help", lang))
@@ -198,13 +200,24 @@ def train(args: argparse.Namespace, out: Output) -> int:
 
     ws = Workspace.open()
     from_checkpoint = False
+    if args.more_epochs is not None and not args.resume:
+        raise UserError("training.cli.more_needs_resume")
+    if args.resume and not isinstance(args.epochs, Unset):
+        raise UserError("training.cli.resume_epochs", n=args.epochs)
     if args.resume:
         run_dir = find_run(args.resume)
         config = TrainConfig.of_run(runs.read_config(run_dir))
         if args.print_config:
+            if args.more_epochs is not None:
+                config.epochs = int(runs.read_summary(run_dir).get("epochs_done", 0)) + args.more_epochs
             return print_config(config, out)
         runs.mark_interrupted(run_dir.parent)  # a run whose process was killed mid-training
-        from_checkpoint = runs.resume_from_checkpoint(run_dir)
+        if args.more_epochs is not None:
+            from core.training.more import add_epochs
+
+            config, from_checkpoint = add_epochs(run_dir, args.more_epochs), True
+        else:
+            from_checkpoint = runs.resume_from_checkpoint(run_dir)
     else:
         config = resolve_config(args, ws.models)
         if args.print_config:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,14 +60,26 @@ def _workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def decode_many(paths: list[Path], img_size: int, workers: int | None = None, mode: str = "square") -> torch.Tensor:
-    """uint8 [N,3,S,S] for `paths`, decoded in a thread pool; a broken file raises a UserError."""
+# (images decoded, images in all): called from the decoding threads, about every 1% of them
+OnDecoded = Callable[[int, int], None]
+
+
+def decode_many(paths: list[Path], img_size: int, workers: int | None = None, mode: str = "square",
+                on_progress: OnDecoded | None = None) -> torch.Tensor:
+    """uint8 [N,3,S,S] for `paths`, decoded in a thread pool; a broken file raises a UserError.
+    `on_progress` hears how many are done (a first cache build takes seconds the page must explain)."""
     out = torch.empty((len(paths), 3, img_size, img_size), dtype=torch.uint8)
     if not paths:
         return out
+    total, every = len(paths), max(1, len(paths) // 100)
+    done = iter(range(1, total + 1))  # next() on a range iterator is atomic under the GIL
 
     def fill(i: int) -> None:
         out[i] = decode_resized(paths[i], img_size, mode)
+        if on_progress is not None:
+            n = next(done)
+            if n % every == 0 or n == total:
+                on_progress(n, total)
 
     with ThreadPoolExecutor(max_workers=workers or _workers()) as pool:
         list(pool.map(fill, range(len(paths))))
@@ -127,11 +140,13 @@ def load_images(
     cache_dir: Path | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     mode: str = "square",
+    on_progress: OnDecoded | None = None,
 ) -> ImageSet:
     """The images of `split_dir/split`, decoded once (and saved to `cache_dir`) or streamed.
 
     Classes come from the split's `split.json` so that indices match across train, val and
-    test even when a split lacks a class; without it, the sorted folder names.
+    test even when a split lacks a class; without it, the sorted folder names. `on_progress`
+    hears the decoding (not called when the images come from the cache or are streamed).
     """
     split_dir = Path(split_dir)
     folder = split_dir / split
@@ -166,7 +181,7 @@ def load_images(
                     return images
             except (OSError, ValueError, EOFError):
                 pass  # a damaged cache file is rebuilt below
-    images._data = decode_many(paths, img_size, mode=mode)
+    images._data = decode_many(paths, img_size, mode=mode, on_progress=on_progress)
     if images.cache_file is not None:
         _save_atomically(images._data, images.cache_file)
         evict(images.cache_file.parent, keep=images.cache_file)

@@ -6,17 +6,29 @@ centre crop and normalisation run on whole batches.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from core.data.augment import (IMAGENET_MEAN, IMAGENET_STD, Augmentation, augmentation, centre_crop,
-                               dataset_mean_std, eval_transform, normalize, to_float, typed_mean_std)
+from core.data.augment import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Augmentation,
+    augmentation,
+    centre_crop,
+    dataset_mean_std,
+    eval_transform,
+    normalize,
+    to_float,
+    typed_mean_std,
+)
 from core.data.cache import ImageSet, load_images
 from core.data.files import class_images
 from core.data.split import read_split_info
+from core.training.balance import sample_weights
 from core.training.config import TrainConfig
 
 
@@ -37,12 +49,21 @@ def count_images(split_dir: str | Path, split: str, classes: list[str]) -> int:
     return sum(len(class_images(folder / c)) for c in classes if (folder / c).is_dir())
 
 
-def load_data(cfg: TrainConfig, cache_dir: Path | None) -> Data:
+# (part "train" or "val", images decoded, images in the part) while the cache is built
+OnCaching = Callable[[str, int, int], None]
+
+
+def load_data(cfg: TrainConfig, cache_dir: Path | None, on_caching: OnCaching | None = None) -> Data:
     info = read_split_info(cfg.data)
     plan = augmentation(cfg.augment, cfg.img_size)
-    train = load_images(cfg.data, "train", plan.stored_side, cache_dir, mode=plan.resize_mode)
+
+    def heard(part: str):
+        return None if on_caching is None else lambda done, total: on_caching(part, done, total)
+
+    train = load_images(cfg.data, "train", plan.stored_side, cache_dir, mode=plan.resize_mode,
+                        on_progress=heard("train"))
     side, mode = eval_transform(cfg.augment, cfg.img_size)
-    val = load_images(cfg.data, "val", side, cache_dir, mode=mode)
+    val = load_images(cfg.data, "val", side, cache_dir, mode=mode, on_progress=heard("val"))
     mean, std = mean_std(cfg.normalization, train)
     classes = list(info.get("classes") or train.classes)
     return Data(train, val, count_images(cfg.data, "test", train.classes), classes,
@@ -60,17 +81,23 @@ def mean_std(normalization: str | dict[str, Any], train: ImageSet) -> tuple[tupl
 class Batches:
     """uint8 batches of an ImageSet turned into model input of side `img_size` on `device`:
     augmented (training: `augment_preset` is a preset name, settings or an Augmentation) or,
-    without augmentation, centre-cropped to `img_size` when stored larger (evaluation)."""
+    without augmentation, centre-cropped to `img_size` when stored larger (evaluation).
+
+    Training batches follow a new random order each epoch; `balanced` draws that epoch's images
+    with replacement instead, each with chance 1 / its class's count (as many draws as images),
+    so every class comes up about equally often. Both come from `generator`, which checkpoints
+    save: a resumed run draws exactly what the uninterrupted one would have."""
 
     def __init__(self, images: ImageSet, batch_size: int, device: torch.device, mean, std,
                  augment_preset: str | dict[str, Any] | Augmentation | None = None,
                  generator: torch.Generator | None = None, channels_last: bool = False,
-                 img_size: int | None = None) -> None:
+                 img_size: int | None = None, balanced: bool = False) -> None:
         self.images, self.batch_size, self.device = images, batch_size, device
         self.mean, self.std, self.preset, self.generator = mean, std, augment_preset, generator
         self.img_size = img_size or images.img_size
         self.augmentation = (augmentation(augment_preset, self.img_size) if augment_preset is not None else None)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.draw_weights = sample_weights(images.labels, len(images.classes)) if balanced else None
 
     def __len__(self) -> int:
         n = len(self.images)
@@ -80,7 +107,12 @@ class Batches:
 
     def __iter__(self):
         n = len(self.images)
-        order = torch.randperm(n, generator=self.generator) if self.preset is not None else torch.arange(n)
+        if self.draw_weights is not None:
+            order = torch.multinomial(self.draw_weights, n, replacement=True, generator=self.generator)
+        elif self.preset is not None:
+            order = torch.randperm(n, generator=self.generator)
+        else:
+            order = torch.arange(n)
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             x = self.images.batch(idx)

@@ -13,6 +13,7 @@ NORMALIZATIONS = ("imagenet", "dataset")  # or typed: {"mean": [r, g, b], "std":
 EARLY_STOP_METRICS = ("val_acc", "val_loss")
 PLATEAU_METRICS = ("val_acc", "val_loss")
 FROZEN_BN = ("eval", "train")
+BALANCES = ("none", "weights", "sampler")  # core.training.balance
 
 
 @dataclass
@@ -37,6 +38,11 @@ class TrainConfig:
     grayscale, their order, and the evaluation resize); a dict is stored with every setting
     filled in. `normalization` is "imagenet", "dataset" or {"mean": [...], "std": [...]}.
     A recipe is a dict of these fields.
+
+    `balance` counters unbalanced classes: "weights" weighs each class's loss by its rarity
+    (N / (classes * n_c)); "sampler" draws each epoch's training images with replacement, each
+    with chance 1 / its class's count, so the classes come up about equally often. The
+    validation loss stays the plain one, comparable between runs.
     """
 
     data: str                               # split folder (train/, val/, test/, split.json)
@@ -56,6 +62,7 @@ class TrainConfig:
     plateau_metric: str = "val_acc"         # ReduceLROnPlateau watches this (mode max for acc, min for loss)
     plateau_patience: int = 2               # ReduceLROnPlateau: epochs without progress before a decay
     label_smoothing: float = 0.0
+    balance: str = "none"                   # unbalanced classes: "weights" (loss) or "sampler" (batches)
     augment: str | dict[str, Any] = "seed"
     normalization: str | dict[str, Any] = "imagenet"
     early_stop_metric: str = "val_acc"
@@ -103,6 +110,7 @@ class TrainConfig:
             "early_stop_metric": (self.early_stop_metric, EARLY_STOP_METRICS),
             "plateau_metric": (self.plateau_metric, PLATEAU_METRICS),
             "frozen_bn": (self.frozen_bn, FROZEN_BN),
+            "balance": (self.balance, BALANCES),
         }
         if isinstance(self.normalization, str):
             checks["normalization"] = (self.normalization, NORMALIZATIONS)

@@ -19,16 +19,19 @@ from core import runs
 from core.atomic import write_json
 from core.errors import UserError
 from core.training import checkpoint
+from core.training.balance import class_weights
 from core.training.batches import Batches, load_data
 from core.training.config import TrainConfig, phase_config, phase_lr
 from core.training.evaluate import evaluate_run
 from core.training.loops import OnRecord, Record, Stopped, loss_and_accuracy, predict_batches, train_one_epoch
-from core.training.optim import OPTIMIZERS, SCHEDULERS
+from core.training.optim import FIXED_LENGTH, OPTIMIZERS, SCHEDULERS
 from core.training.threads import ThreadGovernor
 
 OnProgress = Callable[[dict[str, Any]], None]
 OnHistory = Callable[[list[Record]], None]
-# Summary notes about a test evaluation that could not run (cleared once one does).
+# What a run is doing, in `on_progress`'s "phase": reading (or decoding, "caching": part, done,
+# total) its images, "building" the model, "training" (epoch, batch, rate, eta), "testing".
+PHASES = ("loading", "caching", "building", "training", "testing")
 
 
 def _lr(optimizer: torch.optim.Optimizer) -> float:
@@ -52,6 +55,13 @@ class Trainer:
         self.cfg, self.run_dir, self.cache_dir = cfg, Path(run_dir), cache_dir
         self.stop = stop or threading.Event()
         self._on_record, self.on_progress, self._on_history = on_record, on_progress, on_history
+        self.progress: dict[str, Any] = {}
+
+    def say(self, progress: dict[str, Any]) -> None:
+        """Tell the page what the run is doing now (see PHASES)."""
+        self.progress = progress
+        if self.on_progress is not None:
+            self.on_progress(progress)
 
     def record(self, rec: Record) -> None:
         runs.append_metrics(self.run_dir, rec)
@@ -67,7 +77,10 @@ class Trainer:
         self.threads = ThreadGovernor()
         self.device = devices.resolve(cfg.device)
         self.amp = cfg.amp and self.device.type == "cuda"
-        self.data = load_data(cfg, self.cache_dir)
+        self.say({"phase": "loading"})
+        self.data = load_data(cfg, self.cache_dir, on_caching=lambda part, done, total: self.say(
+            {"phase": "caching", "part": part, "done": done, "total": total}))
+        self.say({"phase": "building"})
         torch.manual_seed(cfg.seed)
         # A resumed run's weights all come from last.pt: its pretrained or local file may be gone.
         model = build_model(without_weights(cfg.model) if resume else cfg.model, len(self.data.classes), cfg.img_size)
@@ -76,11 +89,14 @@ class Trainer:
         self.channels_last = self.device.type == "cuda"
         self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last
                               else torch.contiguous_format)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        weights = (class_weights(self.data.train.labels, len(self.data.classes)).to(self.device)
+                   if cfg.balance == "weights" else None)
+        self.criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.scaler = (torch.amp.GradScaler("cuda") if self.amp and not torch.cuda.is_bf16_supported() else None)
         self.train_batches = Batches(self.data.train, cfg.batch_size, self.device, self.data.mean, self.data.std,
-                                     cfg.augment, self.generator, self.channels_last, cfg.img_size)
+                                     cfg.augment, self.generator, self.channels_last, cfg.img_size,
+                                     balanced=cfg.balance == "sampler")
         self.val_batches = Batches(self.data.val, cfg.batch_size, self.device, self.data.mean, self.data.std,
                                    channels_last=self.channels_last, img_size=cfg.img_size)
         self.epoch = 0
@@ -103,6 +119,24 @@ class Trainer:
             self.best_val_acc, self.best_metric = resume["best_val_acc"], resume["best_metric"]
             self.bad_epochs = resume["bad_epochs"]
             checkpoint.restore_rng(resume, self.generator)
+            if runs.read_summary(self.run_dir).get("continued_from") == self.epoch:
+                self._continue()
+
+    def _continue(self) -> None:
+        """A finished run given more epochs (core.training.more): the patience count starts
+        again, and a schedule that ends at a set epoch runs again over the added epochs from
+        the phase's starting rate (optim.FIXED_LENGTH); the others carry on where they are."""
+        cfg = self.cfg
+        self.bad_epochs = 0
+        if cfg.scheduler not in FIXED_LENGTH:
+            return
+        second = cfg.freeze_epochs > 0 and not self.phase_frozen
+        lr = phase_lr(cfg, second)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] = lr
+        factory, _ = SCHEDULERS[cfg.scheduler]
+        self.scheduler = factory(self.optimizer, phase_config(cfg, second), cfg.epochs - self.epoch,
+                                 len(self.train_batches))
 
     def _start_phase(self, epoch: int) -> None:
         """Transfer learning as the course does it: the head alone first, then the model's own
@@ -197,6 +231,7 @@ class Trainer:
         summary = runs.update_summary(self.run_dir, status=status, seconds=round(seconds, 2),
                                       epochs_done=self.epoch, best_val_acc=max(self.best_val_acc, 0.0))
         if status == "finished" and self.data.n_test:
+            self.say(self.progress | {"phase": "testing"})
             summary = self._final_test()
         return summary
 
@@ -237,9 +272,9 @@ class Trainer:
                         elapsed = time.perf_counter() - t0
                         rate = seen / elapsed if elapsed > 0 else 0.0
                         left = (n_batches - b) + (cfg.epochs - epoch) * n_batches
-                        self.on_progress({"epoch": epoch, "epochs": cfg.epochs, "batch": b, "batches": n_batches,
-                                          "img_per_s": rate,
-                                          "eta_s": left * cfg.batch_size / rate if rate else None})
+                        self.say({"phase": "training", "epoch": epoch, "epochs": cfg.epochs, "batch": b,
+                                  "batches": n_batches, "img_per_s": rate,
+                                  "eta_s": left * cfg.batch_size / rate if rate else None})
 
                 def on_step(step: int, loss: torch.Tensor, correct: torch.Tensor, n: int, lr: float) -> None:
                     if writer is None:
@@ -255,6 +290,7 @@ class Trainer:
                             if p.grad is not None:
                                 writer.add_histogram(f"grads/{name}", p.grad.detach().cpu(), step)
 
+                on_batch(0, 0)  # the epoch has begun: its first batch can take a while (a cold start)
                 train_loss, train_acc, seen, self.step = train_one_epoch(
                     self.model, self.criterion, self.optimizer, self.train_batches, epoch=epoch, step=self.step,
                     log_every=cfg.log_every, scheduler=self.scheduler if self.per_step else None,

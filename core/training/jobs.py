@@ -18,6 +18,7 @@ from core import runs
 from core.training.config import TrainConfig
 from core.runs import create_run
 from core.training.engine import Trainer
+from core.training.more import add_epochs
 
 THREAD_NAME = "cnn-studio-trainer"
 SAME_REQUEST_WINDOW_S = 5.0  # two tabs pressing Start with the same settings create one run
@@ -79,8 +80,9 @@ class JobRegistry:
             return run_dir.name
 
     def resume(self, run_dir: str | Path, cache_dir: Path | None = None) -> str:
-        """Queue a stopped or interrupted run to continue from its `last.pt`; one that never
-        started training (stopped or cut off while queued) has none and starts from the beginning."""
+        """Continue a stopped or interrupted run from its `last.pt`; one that never started
+        training (stopped or cut off while queued) has none and starts from the beginning. It
+        goes to the front of the queue: next, as soon as the run training now (if any) ends."""
         run_dir = Path(run_dir).resolve()
         with self._lock:
             job = self._jobs.get(run_dir.name)
@@ -89,7 +91,19 @@ class JobRegistry:
             from_checkpoint = runs.resume_from_checkpoint(run_dir)
             config = TrainConfig.of_run(runs.read_config(run_dir))
             runs.update_summary(run_dir, status="queued", **runs.owner())
-            self._enqueue(Job(run_dir, config, cache_dir, resume=from_checkpoint))
+            self._enqueue(Job(run_dir, config, cache_dir, resume=from_checkpoint), front=True)
+            return run_dir.name
+
+    def more_epochs(self, run_dir: str | Path, more: int, cache_dir: Path | None = None) -> str:
+        """Train a finished run `more` epochs further, in place (core.training.more), at the
+        front of the queue as Resume does."""
+        run_dir = Path(run_dir).resolve()
+        with self._lock:
+            job = self._jobs.get(run_dir.name)
+            if job is not None and job.status in ("queued", "running"):
+                return job.run_id
+            config = add_epochs(run_dir, more)
+            self._enqueue(Job(run_dir, config, cache_dir, resume=True), front=True)
             return run_dir.name
 
     def stop(self, run_id: str) -> None:
@@ -112,7 +126,14 @@ class JobRegistry:
                 return None
             return {"run_id": run_id, "status": job.status, "progress": dict(job.progress),
                     "records": list(job.records), "message": job.message, "message_key": job.message_key,
-                    "message_params": dict(job.message_params)}
+                    "message_params": dict(job.message_params), "ahead": self._ahead(job)}
+
+    def _ahead(self, job: Job) -> list[str]:
+        """The runs a queued job waits for: the one training now, then those before it in the queue."""
+        if job not in self._queue:
+            return []
+        running = [j.run_id for j in self._jobs.values() if j.status == "running"]
+        return running + [j.run_id for j in list(self._queue)[:self._queue.index(job)]]
 
     def active(self) -> str | None:
         with self._lock:
@@ -135,9 +156,12 @@ class JobRegistry:
         return True
 
     # --- the worker ------------------------------------------------------------------------
-    def _enqueue(self, job: Job) -> None:
+    def _enqueue(self, job: Job, front: bool = False) -> None:
         self._jobs[job.run_id] = job
-        self._queue.append(job)
+        if front:
+            self._queue.appendleft(job)
+        else:
+            self._queue.append(job)
         if self._worker is None or not self._worker.is_alive():
             self._worker = threading.Thread(target=self._work, name=THREAD_NAME, daemon=True)
             self._worker.start()

@@ -25,3 +25,8 @@ SCHEDULERS: dict[str, tuple[Callable[..., Any], bool]] = {
     "onecycle": (lambda o, c, epochs, steps: torch.optim.lr_scheduler.OneCycleLR(
         o, max_lr=o.param_groups[0]["lr"], total_steps=max(1, epochs * steps)), True),
 }
+
+# Schedules that end at a set epoch. A run given more epochs after it finished (Train N more
+# epochs) runs these again over the added epochs, from the starting rate (a warm restart, as
+# calling fastai's fit_one_cycle again does); the others carry on from where they are.
+FIXED_LENGTH = ("cosine", "onecycle")

@@ -382,3 +382,25 @@ def test_compare_page_in_chinese_translates_options(two_runs):
     assert at.selectbox(key="compare_order").options == [i18n.t(f"compare.order.{o}", "zh") for o in compare.ORDERS]
     curves = [f for f in plotly_figures(at) if f["data"][0]["type"] == "scatter" and f["data"][0].get("mode") == "lines+markers"]
     assert curves and all(f["layout"]["xaxis"]["title"]["text"] == "轮次" for f in curves)
+
+
+def test_a_run_that_answers_one_class_is_warned_per_run(two_runs):
+    """Issue 14: models that mostly predicted the largest class were shown without a word."""
+    from core import i18n
+
+    simple, _ = two_runs
+    rows = (simple / "predictions.csv").read_text().splitlines()
+    # the first 7 of the 9 test images (3 of them circles) predicted 'circle', the last one already was
+    collapsed = [rows[0]] + [",".join(r.split(",")[:2] + ["circle" if i < 7 else r.split(",")[2]] + r.split(",")[3:])
+                             for i, r in enumerate(rows[1:])]
+    (simple / "predictions.csv").write_text("\n".join(collapsed) + "\n")
+    rows = csv_rows(simple)
+    predicted = sum(r["pred"] == 0 for r in rows) / len(rows)  # counted from the file: 8 of 9
+    truth = sum(r["true"] == 0 for r in rows) / len(rows)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("views/compare.py").run()
+    assert not at.exception
+    warned = [w.value for w in at.warning if i18n.t("training.advice.try_balance", "en") in w.value]
+    assert len(warned) == 1 and warned[0].startswith("**simple_cnn**")
+    assert f"“circle” for {predicted:.0%}" in warned[0] and f"only {truth:.0%}" in warned[0]

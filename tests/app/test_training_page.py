@@ -331,3 +331,211 @@ def test_missing_pretrained_weights_are_said_and_a_local_file_trains(demo_split,
     assert any(i18n.t("recipes.page.weights_cached", "en", name="resnet18") in c.value for c in at.caption)
 
 
+# --- Issue 14: the run's phase, resume in place, dashes, more epochs, class balance, advice ----
+import threading
+
+from core.training import engine
+from tests.unit.test_training_core import TINY
+
+
+@pytest.fixture
+def quiet_registry():
+    """The app's process-wide registry, left with nothing queued or running after the test."""
+    yield registry()
+    jobs = registry()
+    for run_id in jobs.queued() + [jobs.active()]:
+        if run_id:
+            jobs.stop(run_id)
+    assert jobs.wait(timeout=120)
+
+
+def trained(ws, epochs: int = 1, stop_after: int | None = None, **changes) -> Path:
+    """A run trained right here (tiny model), finished or stopped after `stop_after` epochs."""
+    from core.runs import create_run
+    from core.training.config import TrainConfig
+    from tests.unit.test_training_core import stop_after_epoch
+
+    cfg = TrainConfig(data=str(ws.splits / "demo"), model=TINY, img_size=32, batch_size=8, epochs=epochs,
+                      augment="light", **changes).validated()
+    run_dir = create_run(cfg, ws.runs)
+    engine.Trainer(cfg, run_dir, cache_dir=ws.cache, **(stop_after_epoch(stop_after) if stop_after else {})).run()
+    return run_dir
+
+
+def watch_run(at: AppTest, run_id: str) -> None:
+    box = next(s for s in at.selectbox if s.label == i18n.t("training.watch", "en"))
+    box.set_value(run_id).run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def progress_texts(at: AppTest) -> list[str]:
+    return [p.proto.text for p in at.get("progress")]
+
+
+def epoch_points(at: AppTest) -> list[list]:
+    """The x values of the per-epoch curves on the page."""
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return [trace.get("x") for fig in figures for trace in fig["data"] if trace.get("mode") == "lines+markers"]
+
+
+def test_start_shows_one_line_saying_what_the_run_does(demo_split, quiet_registry, monkeypatch):
+    """Issue 14: a 'Queued' toast, a bar and 'Waiting for the first steps' at once, then seconds
+    with no word: now one line that names the phase (here: caching the images, with counts)."""
+    release = threading.Event()
+    real = engine.load_data
+
+    def slow_cache(cfg, cache_dir, on_caching=None):
+        on_caching("train", 1200, 3000)
+        release.wait(60)
+        return real(cfg, cache_dir, on_caching)
+
+    monkeypatch.setattr(engine, "load_data", slow_cache)
+    at = open_page()
+    for i, value in enumerate((32, 8, 1)):  # image size, batch size, epochs
+        at.number_input[i].set_value(value)
+    next(b for b in at.button if b.label == i18n.t("training.start", "en")).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.toast  # the page itself says what happens
+    [run] = runs.list_runs(demo_split.runs)
+    from tests.unit.test_training_jobs import poll
+    assert poll(lambda: registry().snapshot(run.id)["progress"].get("phase") == "caching")
+    at.run()
+    assert progress_texts(at) == ["Caching training images: 1,200 / 3,000"]
+    assert not any("Waiting" in c.value for c in at.caption)
+    release.set()
+    assert registry().wait(timeout=120)
+    at.run()
+    assert not at.exception and progress_texts(at) == []
+    assert runs.read_summary(run.path)["status"] == "finished"
+
+
+def test_resume_goes_first_says_behind_whom_and_keeps_the_curves(demo_split, quiet_registry, monkeypatch):
+    """Issue 14: after Stop, Resume put the run behind a queued one, and its curves vanished."""
+    stopped = trained(demo_split, epochs=3, stop_after=1, name="stopped")
+    release = threading.Event()
+    real_loop = engine.Trainer._loop
+
+    def held(self):
+        if self.cfg.name == "busy":
+            release.wait(60)
+        return real_loop(self)
+
+    monkeypatch.setattr(engine.Trainer, "_loop", held)
+    jobs = registry()
+    cfg = runs.read_config(stopped)
+    from core.training.config import TrainConfig
+    base = TrainConfig.of_run(cfg)
+    busy = jobs.submit(dataclasses_replace(base, name="busy", epochs=1), demo_split.runs, demo_split.cache)
+    waiting = jobs.submit(dataclasses_replace(base, name="waiting", epochs=1), demo_split.runs, demo_split.cache)
+    at = open_page()
+    watch_run(at, stopped.name)
+    assert epoch_points(at) and all(x == [1] for x in epoch_points(at))
+    at.button(key="resume").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert jobs.queued() == [stopped.name, waiting]  # next in line, before the run queued earlier
+    assert progress_texts(at) == [f"Queued: starts when {busy} finishes"]
+    at.run()  # the live parts draw it again: the curves so far stay
+    assert epoch_points(at) and all(x == [1] for x in epoch_points(at))
+    release.set()
+    assert jobs.wait(timeout=120)
+    assert [r["epoch"] for r in runs.read_metrics(stopped, "epoch")] == [1, 2, 3]
+
+
+def dataclasses_replace(cfg, **changes):
+    import dataclasses
+
+    return dataclasses.replace(cfg, **changes)
+
+
+def test_unfinished_runs_show_a_dash_and_percentages_one_way(demo_split):
+    """Issue 14: 'None' in the accuracy columns of runs without those figures yet."""
+    finished = trained(demo_split)
+    stopped = trained(demo_split, epochs=3, stop_after=1)
+    at = open_page()
+    table = at.dataframe[0].value.set_index(i18n.t("training.col.run", "en"))
+    best, test = i18n.t("training.col.best_val", "en"), i18n.t("training.col.test", "en")
+    summary = runs.read_summary(finished)
+    assert table.loc[finished.name, best] == f"{summary['best_val_acc']:.1%}"
+    assert table.loc[finished.name, test] == f"{summary['test_acc']:.1%}"
+    assert table.loc[stopped.name, test] == "–"
+    assert "None" not in table.to_string() and "nan" not in table.to_string()
+
+
+def test_train_more_epochs_from_the_page(demo_split, quiet_registry):
+    run_dir = trained(demo_split, epochs=1)
+    at = open_page()
+    watch_run(at, run_dir.name)
+    at.number_input(key="more_epochs_n").set_value(2).run()
+    button = at.button(key="more_epochs")
+    assert button.label == "Train 2 more epochs"
+    button.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert registry().wait(timeout=120)
+    at.run()
+    summary = runs.read_summary(run_dir)
+    assert summary["status"] == "finished" and summary["epochs_done"] == 3
+    assert [r["epoch"] for r in runs.read_metrics(run_dir, "epoch")] == [1, 2, 3]
+    table = at.dataframe[0].value.set_index(i18n.t("training.col.run", "en"))
+    assert table.loc[run_dir.name, i18n.t("training.col.epochs", "en")] == "3/3"
+    assert all(x == [1, 2, 3] for x in epoch_points(at))
+
+
+def unbalanced_split(ws) -> Path:
+    source = make_demo(ws.datasets / "uneven", classes=3, per_class=24, size=32, seed=0)
+    for folder, keep in zip(sorted(p for p in source.iterdir() if p.is_dir()), (24, 8, 5)):
+        for extra in sorted(folder.iterdir())[keep:]:
+            extra.unlink()
+    split_dataset(source, ws.splits / "uneven")
+    ws.remember(current_split=str(ws.splits / "uneven"))
+    return ws.splits / "uneven"
+
+
+def test_class_weights_are_proposed_for_an_unbalanced_split(workspace, quiet_registry):
+    from core.training.balance import part_counts
+
+    split = unbalanced_split(workspace)
+    counts = part_counts(split)
+    at = open_page()
+    balance = at.selectbox(key="train_balance")
+    assert balance.value == "weights"
+    ratio = f"{max(counts.values()) / min(counts.values()):.1f}:1"
+    assert any(ratio in c.value and "class weights" in c.value for c in at.caption)
+    for i, value in enumerate((32, 8, 1)):
+        at.number_input[i].set_value(value)
+    next(b for b in at.button if b.label == i18n.t("training.start", "en")).click().run()
+    assert registry().wait(timeout=120)
+    [run] = runs.list_runs(workspace.runs)
+    assert runs.read_config(run.path)["balance"] == "weights"
+
+
+def test_no_balancing_is_proposed_for_an_even_split(demo_split):
+    at = open_page()
+    assert at.selectbox(key="train_balance").value == "none"
+    assert any("within 3:1" in c.value for c in at.caption)
+
+
+def test_a_model_answering_one_class_is_warned_on_the_training_page(demo_split):
+    run_dir = trained(demo_split)
+    rows = (run_dir / "predictions.csv").read_text(encoding="utf-8").splitlines()
+    classes = runs.read_config(run_dir)["classes"]
+    collapsed = [rows[0]] + [",".join([r.split(",")[0], r.split(",")[1], classes[0], "0.9", "0.5"]) for r in rows[1:]]
+    (run_dir / "predictions.csv").write_text("\n".join(collapsed) + "\n", encoding="utf-8")
+    at = open_page()
+    watch_run(at, run_dir.name)
+    [warning] = [w.value for w in at.warning]
+    assert f"“{classes[0]}” for 100%" in warning and i18n.t("training.advice.try_balance", "en") in warning
+
+
+def test_new_training_texts_in_chinese(demo_split, quiet_registry):
+    run_dir = trained(demo_split)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["lang"] = "zh"
+    at.run()
+    at.switch_page("views/training.py").run()  # it watches the newest run, this one
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.query_params["run"] == run_dir.name
+    assert at.selectbox(key="train_balance").label == i18n.t("training.balance", "zh")
+    assert at.button(key="more_epochs").label == i18n.t("training.more_epochs_button", "zh", n=5)
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    titles = {f["layout"]["xaxis"].get("title", {}).get("text") for f in figures}
+    assert titles == {i18n.t("training.chart.epoch", "zh"), i18n.t("training.chart.step", "zh")}

@@ -162,6 +162,8 @@ def test_stop_mid_epoch_takes_effect_within_a_batch_and_leaves_a_loadable_last_p
     stop, seen = threading.Event(), []
 
     def on_progress(progress: dict) -> None:
+        if progress["phase"] != "training":  # reading the images, building the model
+            return
         seen.append((progress["epoch"], progress["batch"]))
         if (progress["epoch"], progress["batch"]) == (2, 2):
             stop.set()
@@ -188,7 +190,7 @@ def test_one_cycle_resumes_after_a_mid_epoch_stop(split, cache, tmp_path):
     stop = threading.Event()
     cfg = config(split, epochs=2, scheduler="onecycle", augment="none")
     run_dir, summary = train(cfg, tmp_path, cache, stop=stop,
-                             on_progress=lambda p: stop.set() if (p["epoch"], p["batch"]) == (2, 3) else None)
+                             on_progress=lambda p: stop.set() if (p.get("epoch"), p.get("batch")) == (2, 3) else None)
     assert summary["status"] == "stopped"
     _, summary = train(cfg, tmp_path, cache, run_dir=run_dir, resume=True)
     assert summary["status"] == "finished" and summary["epochs_done"] == 2

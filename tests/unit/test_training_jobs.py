@@ -186,7 +186,7 @@ def test_a_resumed_run_shows_each_step_once(split, cache, tmp_path, registry):
     cfg = config(split, epochs=2, log_every=1)
     run_dir = create_run(cfg, tmp_path)
     engine.Trainer(cfg, run_dir, cache_dir=cache, stop=stop,
-                   on_progress=lambda p: stop.set() if (p["epoch"], p["batch"]) == (2, 2) else None).run()
+                   on_progress=lambda p: stop.set() if (p.get("epoch"), p.get("batch")) == (2, 2) else None).run()
     assert [r["step"] for r in runs.read_metrics(run_dir, "iter")] == [1, 2, 3, 4, 5, 6]  # 5, 6: the cut epoch
 
     assert registry.resume(run_dir, cache) == run_dir.name
