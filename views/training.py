@@ -170,15 +170,14 @@ def recipe_label(name: str) -> str:
 def recipe_picker() -> None:
     """'Start from a course recipe', what the chosen one sets and why, and whether the
     pretrained weights it starts from are on this machine (training never waits on them)."""
-    c = st.columns([2, 3], vertical_alignment="bottom")
-    c[0].selectbox(ui.t("recipes.page.pick"), ["none", *recipes.names()], key="train_recipe", on_change=apply_recipe,
-                   format_func=recipe_label, help=ui.t("recipes.page.pick_help"))
+    st.selectbox(ui.t("recipes.page.pick"), ["none", *recipes.names()], key="train_recipe", on_change=apply_recipe,
+                 format_func=recipe_label, help=ui.t("recipes.page.pick_help"))  # full width: titles are long
     if error := ss.pop("train_recipe_error", None):
         st.error(error, icon="⚠️")
     recipe = ss.get("train_recipe_loaded")
     if recipe is None or recipe.name != ss.get("train_recipe"):
         return
-    c[1].caption(ui.t("recipes.page.filled"))
+    st.caption(ui.t("recipes.page.filled"))
     with st.expander(recipe.title(ui.lang())):
         st.markdown("\n".join(f"- {line}" for line in recipes.describe(recipe, ui.lang())))
         for key in recipe.notes:
@@ -214,7 +213,7 @@ def settings_form() -> TrainConfig | None:
         data = c1.selectbox(ui.t("training.data"), splits, index=splits.index(current) if current in splits else 0,
                             key="train_data")
         label = c2.selectbox(ui.t("training.model"), list(options), key="train_model")
-        c1, c2 = st.columns([1, 2])
+        c1, c2 = st.columns(2)
         weights = c1.selectbox(ui.t("recipes.page.weights"), WEIGHTS, key="train_weights",
                                format_func=ui.option_label("recipes.page.weights.{}"), help=ui.t("recipes.page.weights_help"))
         weights_file = c2.text_input(ui.t("recipes.page.weights_file"), key="train_weights_file",
