@@ -187,6 +187,7 @@ def test_custom_augmentation_schedule_and_normalisation_reach_the_run_config(dem
     assert not at.exception, [e.value for e in at.exception]
     assert [len(img.proto.imgs) for img in at.get("image")][-9:] == [1] * 9
 
+
 # --- course recipes, and the prediction grid of a finished run --------------------------------
 
 def form_widgets(at: AppTest) -> dict:
