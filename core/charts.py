@@ -38,6 +38,7 @@ EPOCH_TICKS = 12
 
 
 SPLIT_MARKERS = {"train": "circle", "val": "diamond"}  # a one-epoch run's two dots must differ
+BIG_MARKERS = 30  # epochs up to which the markers are drawn large
 
 
 def run_curves(runs: dict[str, list[dict]], metric: str, title: str, train_label: str, val_label: str,
@@ -49,6 +50,8 @@ def run_curves(runs: dict[str, list[dict]], metric: str, title: str, train_label
     fig = go.Figure()
     colors = colors or run_colors(list(runs))
     single = len(runs) == 1
+    longest = max((len(e) for e in runs.values()), default=0)
+    size = 8 if longest <= BIG_MARKERS else 4  # a long run's markers would merge into a band
     for run, epochs in runs.items():
         x = [e.get("epoch") for e in epochs]
         for i, (split, dash, label) in enumerate((("train", "dash", train_label), ("val", "solid", val_label))):
@@ -57,9 +60,8 @@ def run_curves(runs: dict[str, list[dict]], metric: str, title: str, train_label
             if any(v is not None for v in y):
                 fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=label if single else f"{run} · {label}",
                                          line=dict(color=color, dash=dash),
-                                         marker=dict(color=color, symbol=SPLIT_MARKERS[split], size=8),
+                                         marker=dict(color=color, symbol=SPLIT_MARKERS[split], size=size),
                                          legendgroup=run))
-    longest = max((len(e) for e in runs.values()), default=0)
     # A tick per epoch only while they are few: Plotly measures every tick label on every redraw,
     # so a label per epoch made a long run's live chart slower to draw at each epoch.
     fig.update_xaxes(title=x_label, dtick=1 if longest <= EPOCH_TICKS else None)

@@ -39,6 +39,16 @@ def split_choices() -> list[str]:
     return found
 
 
+def split_label(path: str) -> str:
+    """A split by its folder's name (with its parent's outside the workspace): a whole path did
+    not fit the box at 1,024 px; the sidebar shows the current split's in full."""
+    p = Path(path)
+    try:
+        return p.relative_to(ws.splits).as_posix()
+    except ValueError:
+        return f"…/{p.parent.name}/{p.name}"
+
+
 def model_choices() -> dict[str, dict]:
     """Label -> model reference: saved specs first (the Model page's work), then presets, backbones."""
     choices = {}
@@ -56,7 +66,8 @@ CIFAR_MEAN, CIFAR_STD = "0.4914, 0.4822, 0.4465", "0.2023, 0.1994, 0.2010"
 
 
 def augment_fields() -> dict:
-    """The custom augmentation settings (core.data.augment.DEFAULTS), four to a row."""
+    """The custom augmentation settings (core.data.augment.DEFAULTS): numbers four to a row,
+    choices with long names two."""
     d = aug.DEFAULTS
 
     def pair(values: list[float]) -> str:
@@ -68,17 +79,20 @@ def augment_fields() -> dict:
     c = st.columns(4)
     values = {
         "resize": c[0].number_input(ui.t("training.aug.resize"), 0, 4096, d["resize"], key="train_aug_resize"),
-        "resize_mode": c[1].selectbox(ui.t("training.aug.resize_mode"), aug.RESIZE_MODES, key="train_aug_resize_mode",
-                                      format_func=option("resize_mode")),
-        "crop": c[2].selectbox(ui.t("training.aug.crop"), aug.CROPS, key="train_aug_crop", format_func=option("crop")),
-        "eval_resize": c[3].number_input(ui.t("training.aug.eval_resize"), 0, 4096, d["eval_resize"],
+        "eval_resize": c[1].number_input(ui.t("training.aug.eval_resize"), 0, 4096, d["eval_resize"],
                                          key="train_aug_eval_resize", help=ui.t("training.aug.eval_resize_help")),
+        "padding": c[2].number_input(ui.t("training.aug.padding"), 0, 1024, d["padding"], key="train_aug_padding"),
+        "grayscale": c[3].number_input(ui.t("training.aug.grayscale"), 0.0, 1.0, d["grayscale"],
+                                       key="train_aug_grayscale", step=0.025, format="%.3f"),
     }
-    c = st.columns(4)
-    values["padding"] = c[0].number_input(ui.t("training.aug.padding"), 0, 1024, d["padding"], key="train_aug_padding")
-    scale = c[1].text_input(ui.t("training.aug.scale"), pair(d["scale"]), key="train_aug_scale")
-    ratio = c[2].text_input(ui.t("training.aug.ratio"), pair(d["ratio"]), key="train_aug_ratio")
-    order = c[3].text_input(ui.t("training.aug.order"), ", ".join(d["order"]), key="train_aug_order")
+    c = st.columns(2)
+    values["resize_mode"] = c[0].selectbox(ui.t("training.aug.resize_mode"), aug.RESIZE_MODES,
+                                           key="train_aug_resize_mode", format_func=option("resize_mode"))
+    values["crop"] = c[1].selectbox(ui.t("training.aug.crop"), aug.CROPS, key="train_aug_crop", format_func=option("crop"))
+    c = st.columns([1, 1, 2])
+    scale = c[0].text_input(ui.t("training.aug.scale"), pair(d["scale"]), key="train_aug_scale")
+    ratio = c[1].text_input(ui.t("training.aug.ratio"), pair(d["ratio"]), key="train_aug_ratio")
+    order = c[2].text_input(ui.t("training.aug.order"), ", ".join(d["order"]), key="train_aug_order")
     c = st.columns(4)
     for col, name, high in zip(c, ("hflip", "vflip", "rotation", "translate"), (1.0, 1.0, 180.0, 0.5)):
         values[name] = col.number_input(ui.t(f"training.aug.{name}"), 0.0, high, d[name], key=f"train_aug_{name}",
@@ -87,13 +101,12 @@ def augment_fields() -> dict:
     for col, name, high in zip(c, aug.JITTERS, (10.0, 10.0, 10.0, 0.5)):
         values[name] = col.number_input(ui.t(f"training.aug.{name}"), 0.0, high, d[name], key=f"train_aug_{name}",
                                         step=0.05)
-    c = st.columns(4)
+    c = st.columns(2)
     values["jitter_order"] = c[0].selectbox(ui.t("training.aug.jitter_order"), aug.JITTER_ORDERS,
                                             key="train_aug_jitter_order", format_func=option("jitter_order"))
     values["interpolation"] = c[1].selectbox(ui.t("training.aug.interpolation"), aug.INTERPOLATIONS,
-                                             key="train_aug_interpolation", format_func=option("interpolation"))
-    values["grayscale"] = c[2].number_input(ui.t("training.aug.grayscale"), 0.0, 1.0, d["grayscale"],
-                                            key="train_aug_grayscale", step=0.025, format="%.3f")
+                                             key="train_aug_interpolation", format_func=option("interpolation"),
+                                             help=ui.t("training.aug.interpolation_help"))
     values["scale"] = aug.parse_numbers(scale, 2, ui.t("training.aug.scale"))
     values["ratio"] = aug.parse_numbers(ratio, 2, ui.t("training.aug.ratio"))
     values["order"] = [op.strip() for op in order.replace("，", ",").split(",") if op.strip()]
@@ -211,7 +224,7 @@ def settings_form() -> TrainConfig | None:
     with st.form("train_form"):
         c1, c2 = st.columns([2, 1])
         data = c1.selectbox(ui.t("training.data"), splits, index=splits.index(current) if current in splits else 0,
-                            key="train_data")
+                            key="train_data", format_func=split_label)
         label = c2.selectbox(ui.t("training.model"), list(options), key="train_model")
         c1, c2 = st.columns(2)
         weights = c1.selectbox(ui.t("recipes.page.weights"), WEIGHTS, key="train_weights",
@@ -241,54 +254,57 @@ def settings_form() -> TrainConfig | None:
             patience = c[2].number_input(ui.t("training.patience"), 0, 100, 0, help=ui.t("training.patience_help"),
                                          key="train_early_stop_patience")
             seed = c[3].number_input(ui.t("training.seed"), 0, 2**31 - 1, 42, key="train_seed")
+            # Numbers four to a row; choices with long names half a row each (a quarter cut them
+            # off at 1,024 px).
             c = st.columns(4)
+            freeze_epochs = c[0].number_input(ui.t("training.freeze_epochs"), 0, 100, 0, key="train_freeze_epochs",
+                                              help=ui.t("training.freeze_help"))
+            unfreeze_factor = c[1].number_input(ui.t("training.unfreeze_factor"), 0.001, 1.0, 0.1, step=0.05,
+                                                key="train_unfreeze_lr_factor")
+            momentum = c[2].number_input(ui.t("training.momentum"), 0.0, 0.999, 0.9, step=0.05, key="train_momentum")
+            step_size = c[3].number_input(ui.t("training.step_size"), 1, 500, 5, key="train_step_size")
+            c = st.columns(4)
+            gamma = c[0].number_input(ui.t("training.gamma"), 0.001, 1.0, 0.1, step=0.05, key="train_gamma")
+            histogram_every = c[1].number_input(ui.t("training.histogram_every"), 1, 100_000, 100,
+                                                key="train_histogram_every")
+            tb_every = c[2].number_input(ui.t("training.tensorboard_batch_every"), 1, 100_000, 100,
+                                         key="train_tensorboard_batch_every")
+            nesterov = c[3].checkbox(ui.t("training.nesterov"), key="train_nesterov")
+            c = st.columns(2)
             normalization = c[0].selectbox(ui.t("training.normalization"), ("imagenet", "dataset", "custom"),
                                            key="train_normalization", format_func=lambda s: ui.t(f"training.norm.{s}"))
-            freeze_epochs = c[1].number_input(ui.t("training.freeze_epochs"), 0, 100, 0, key="train_freeze_epochs",
-                                              help=ui.t("training.freeze_help"))
-            unfreeze_factor = c[2].number_input(ui.t("training.unfreeze_factor"), 0.001, 1.0, 0.1, step=0.05,
-                                                key="train_unfreeze_lr_factor")
-            tensorboard = c[3].checkbox(ui.t("training.tensorboard"), key="train_tensorboard")
-            c = st.columns(4)
-            momentum = c[0].number_input(ui.t("training.momentum"), 0.0, 0.999, 0.9, step=0.05, key="train_momentum")
-            step_size = c[1].number_input(ui.t("training.step_size"), 1, 500, 5, key="train_step_size")
-            gamma = c[2].number_input(ui.t("training.gamma"), 0.001, 1.0, 0.1, step=0.05, key="train_gamma")
-            histogram_every = c[3].number_input(ui.t("training.histogram_every"), 1, 100_000, 100,
-                                                key="train_histogram_every")
-            c = st.columns(4)
-            nesterov = c[0].checkbox(ui.t("training.nesterov"), key="train_nesterov")
             early_stop_metric = c[1].selectbox(ui.t("training.early_stop_metric"), EARLY_STOP_METRICS,
                                                key="train_early_stop_metric",
                                                format_func=lambda m: ui.t(f"training.metric.{m}"))
-            amp = c[2].checkbox(ui.t("training.amp"), value=True, help=ui.t("training.amp_help"), key="train_amp")
-            frozen_bn = c[3].selectbox(ui.t("training.frozen_bn"), FROZEN_BN, help=ui.t("training.frozen_bn_help"),
+            c = st.columns(2, vertical_alignment="bottom")
+            frozen_bn = c[0].selectbox(ui.t("training.frozen_bn"), FROZEN_BN, help=ui.t("training.frozen_bn_help"),
                                        key="train_frozen_bn", format_func=lambda m: ui.t(f"training.frozen_bn.{m}"))
+            tensorboard = c[1].checkbox(ui.t("training.tensorboard"), key="train_tensorboard")
+            amp = c[1].checkbox(ui.t("training.amp"), value=True, help=ui.t("training.amp_help"), key="train_amp")
             st.caption(ui.t("training.sched.title"))
             c = st.columns(4)
+            plateau_patience = c[0].number_input(ui.t("training.plateau_patience"), 0, 100, 2,
+                                                 key="train_plateau_patience")
+            phase2_lr = c[1].number_input(ui.t("training.phase2_lr"), 0.0, 10.0, 0.0, format="%.0e", step=1e-4,
+                                          key="train_phase2_lr", help=ui.t("training.phase2_help"))
+            phase2_step = c[2].number_input(ui.t("training.phase2_step_size"), 0, 500, 0, key="train_phase2_step_size")
+            phase2_gamma = c[3].number_input(ui.t("training.phase2_gamma"), 0.0, 1.0, 0.0, step=0.05,
+                                             key="train_phase2_gamma")
+            c = st.columns(2, vertical_alignment="bottom")
             plateau_metric = c[0].selectbox(ui.t("training.plateau_metric"), PLATEAU_METRICS, key="train_plateau_metric",
                                             format_func=lambda m: ui.t(f"training.metric.{m}"))
-            plateau_patience = c[1].number_input(ui.t("training.plateau_patience"), 0, 100, 2,
-                                                 key="train_plateau_patience")
-            tb_every = c[2].number_input(ui.t("training.tensorboard_batch_every"), 1, 100_000, 100,
-                                         key="train_tensorboard_batch_every")
-            phase2_from_best = c[3].checkbox(ui.t("training.phase2_from_best"), key="train_phase2_from_best",
+            phase2_from_best = c[1].checkbox(ui.t("training.phase2_from_best"), key="train_phase2_from_best",
                                              help=ui.t("training.phase2_help"))
-            c = st.columns(4)
-            phase2_lr = c[0].number_input(ui.t("training.phase2_lr"), 0.0, 10.0, 0.0, format="%.0e", step=1e-4,
-                                          key="train_phase2_lr", help=ui.t("training.phase2_help"))
-            phase2_step = c[1].number_input(ui.t("training.phase2_step_size"), 0, 500, 0, key="train_phase2_step_size")
-            phase2_gamma = c[2].number_input(ui.t("training.phase2_gamma"), 0.0, 1.0, 0.0, step=0.05,
-                                             key="train_phase2_gamma")
             st.caption(ui.t("training.aug.title"))
             custom = augment_fields()
             c = st.columns(2)
             norm_mean = c[0].text_input(ui.t("training.norm_mean"), CIFAR_MEAN, key="train_norm_mean")
             norm_std = c[1].text_input(ui.t("training.norm_std"), CIFAR_STD, key="train_norm_std")
             name = st.text_input(ui.t("training.name"), placeholder=ui.t("training.name_hint"), key="train_name")
-        c = st.columns([1, 1, 1, 3])
-        start = c[0].form_submit_button(ui.t("training.start"), type="primary")
-        queue = c[1].form_submit_button(ui.t("training.queue"))
-        show = c[2].form_submit_button(ui.t("training.preview"))
+        row = st.container(horizontal=True)  # each button as wide as its words
+        start = row.form_submit_button(ui.t("training.start"), type="primary")
+        queue = row.form_submit_button(ui.t("training.queue"))
+        show = row.form_submit_button(ui.t("training.preview"))
     if not (start or queue or show):
         return None
     if normalization == "custom":
@@ -415,8 +431,9 @@ def status_line(state: dict) -> tuple[float, str]:
     if phase == "training":
         done = ((p["epoch"] - 1) * p["batches"] + p["batch"]) / max(1, p["epochs"] * p["batches"])
         eta = ui.t("training.eta_min", minutes=p["eta_s"] / 60) if p.get("eta_s") else "…"
+        rate = f"{p['img_per_s']:.0f}" if p.get("img_per_s") else "…"  # none yet before the first batch
         return min(1.0, done), ui.t("training.progress", epoch=p["epoch"], epochs=p["epochs"], batch=p["batch"],
-                                    batches=p["batches"], rate=f"{p['img_per_s']:.0f}", eta=eta)
+                                    batches=p["batches"], rate=rate, eta=eta)
     return 0.0, ui.t("training.phase.starting")
 
 
@@ -522,7 +539,9 @@ def run_table(all_runs: list[runs.RunInfo]) -> None:
         ui.t("training.col.epochs"): f"{r.epochs_done}/{r.epochs}",
         ui.t("training.col.best_val"): pct(r.best_val_acc), ui.t("training.col.test"): pct(r.test_acc),
     } for r in all_runs])
-    st.dataframe(frame, hide_index=True, width="stretch")
+    st.dataframe(frame, hide_index=True, width="stretch", column_config={  # short headers: fits 1,024 px
+        ui.t("training.col.best_val"): st.column_config.TextColumn(help=ui.t("training.col.best_val_help")),
+        ui.t("training.col.test"): st.column_config.TextColumn(help=ui.t("training.col.test_help"))})
 
 
 def pct(value) -> str:

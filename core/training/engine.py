@@ -290,7 +290,8 @@ class Trainer:
                             if p.grad is not None:
                                 writer.add_histogram(f"grads/{name}", p.grad.detach().cpu(), step)
 
-                on_batch(0, 0)  # the epoch has begun: its first batch can take a while (a cold start)
+                if self.progress.get("phase") != "training":
+                    on_batch(0, 0)  # training has begun: its first batch can take a while (a cold start)
                 train_loss, train_acc, seen, self.step = train_one_epoch(
                     self.model, self.criterion, self.optimizer, self.train_batches, epoch=epoch, step=self.step,
                     log_every=cfg.log_every, scheduler=self.scheduler if self.per_step else None,
