@@ -78,9 +78,13 @@ def load(name: str, data: str | Path | None = None) -> Recipe:
     json_file = FOLDER / f"{name}.json"
     if json_file.is_file():
         return from_file(json_file)
-    spec = importlib.util.spec_from_file_location(f"{__name__}.{name}", FOLDER / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    if FOLDER == Path(__file__).resolve().parent:
+        # imported once: what a module remembers (auto's measured speeds) lasts the process
+        module = importlib.import_module(f"{__name__}.{name}")
+    else:
+        spec = importlib.util.spec_from_file_location(f"{__name__}.{name}", FOLDER / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     made = module.recipe(Path(data) if data else None)
     if not isinstance(made, Recipe) or made.name != name:
         raise UserError("recipes.bad", name=name, reason=f"recipe() must return a Recipe named {name}")
