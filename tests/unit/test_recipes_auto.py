@@ -61,7 +61,7 @@ def test_small_balanced_split_without_weights_gets_the_scratch_recipe(tmp_path, 
     r = recipes.load("auto", split)
     s = r.settings
     assert "spec" in s["model"] and not r.weights()
-    assert len(s["model"]["spec"]["blocks"]) == 3          # 48 -> 24 -> 12 -> 6 px
+    assert len(s["model"]["spec"]["blocks"]) == 4          # 48 -> 24 -> 12 -> 6 -> 3 px
     assert s["img_size"] == 48 and s["balance"] == "none" and s["label_smoothing"] == 0.1
     assert s["scheduler"] == "onecycle" and s["optimizer"] == "adamw" and s["augment"]["crop"] == "resized"
     assert s["epochs"] == expected_epochs(split) == auto.MAX_EPOCHS  # 30 images train quickly
