@@ -68,7 +68,7 @@ def train(split: Path, runs: Path, *flags: str) -> tuple[dict, float]:
     final = records[-1]
     config = json.loads((Path(final["run"]) / "config.json").read_text(encoding="utf-8"))
     return {"test_acc": final["summary"].get("test_acc"), "epochs": config["epochs"],
-            "img_size": config["img_size"], "model": config["model"].get("name") or config["model"]}, wall
+            "img_size": config["img_size"]}, wall
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from core import charts, device, models
 from core.data import augment as aug
 from core.data.augment import AUGMENT_PRESETS
 from core import recipes
+from core.data.split import runs_using
 from core.errors import UserError
 from core.runs.compare import load_view
 from core import runs
@@ -176,6 +177,22 @@ def apply_recipe() -> None:
     ss.train_recipe_loaded = recipe
 
 
+SUGGESTED = "auto"  # the recipe computed from the split (core/recipes/auto.py)
+
+
+def suggest_for_new_split() -> None:
+    """A split no run has used yet starts from the recipe suggested for it (once per split in a
+    session, before the form's widgets exist), so a first-time user's Start trains with it."""
+    data = ss.get("train_data") or ui.current_split()
+    if not data or ss.get("train_suggested_for") == data:
+        return
+    ss.train_suggested_for = data
+    if ss.get("train_recipe", "none") != "none" or runs_using(data, ws.runs):
+        return
+    ss.train_recipe = SUGGESTED
+    apply_recipe()
+
+
 def recipe_label(name: str) -> str:
     return ui.t("recipes.page.none") if name == "none" else f"{ui.t(f'recipes.{name}.title')} · {name}"
 
@@ -183,13 +200,18 @@ def recipe_label(name: str) -> str:
 def recipe_picker() -> None:
     """'Start from a course recipe', what the chosen one sets and why, and whether the
     pretrained weights it starts from are on this machine (training never waits on them)."""
-    st.selectbox(ui.t("recipes.page.pick"), ["none", *recipes.names()], key="train_recipe", on_change=apply_recipe,
+    suggest_for_new_split()
+    names = [n for n in recipes.names() if n != SUGGESTED]
+    st.selectbox(ui.t("recipes.page.pick"), ["none", SUGGESTED, *names], key="train_recipe", on_change=apply_recipe,
                  format_func=recipe_label, help=ui.t("recipes.page.pick_help"))  # full width: titles are long
     if error := ss.pop("train_recipe_error", None):
         st.error(error, icon="⚠️")
     recipe = ss.get("train_recipe_loaded")
     if recipe is None or recipe.name != ss.get("train_recipe"):
         return
+    if recipe.reasons:
+        why = [ui.t(r["key"], **r.get("params", {})) for r in recipe.reasons]
+        st.caption(ui.t("recipes.page.suggested_for", reasons=" ".join(why)))
     st.caption(ui.t("recipes.page.filled"))
     with st.expander(recipe.title(ui.lang())):
         st.markdown("\n".join(f"- {line}" for line in recipes.describe(recipe, ui.lang())))

@@ -167,7 +167,11 @@ def test_custom_augmentation_schedule_and_normalisation_reach_the_run_config(dem
     config = runs.read_config(run.path)
     want = {"resize": 40, "crop": "center", "eval_resize": 40, "rotation": 10.0, "vflip": 0.5, "hue": 0.1,
             "order": ["vflip", "affine"]}
-    assert config["augment"] == settings(want, 32)
+    # the other fields hold what the recipe suggested for this fresh split filled in
+    from core import recipes
+
+    suggested = recipes.load("auto", demo_split.splits / "demo").config(demo_split.splits / "demo").augment
+    assert config["augment"] == settings(suggested | want, 32)
     assert config["normalization"] == {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.201]}
     assert config["mean"] == [0.4914, 0.4822, 0.4465]
     assert {k: config[k] for k in ("scheduler", "plateau_metric", "plateau_patience", "gamma", "freeze_epochs",
@@ -540,3 +544,33 @@ def test_new_training_texts_in_chinese(demo_split, quiet_registry):
     figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     titles = {f["layout"]["xaxis"].get("title", {}).get("text") for f in figures}
     assert titles == {i18n.t("training.chart.epoch", "zh"), i18n.t("training.chart.step", "zh")}
+
+
+def test_a_fresh_split_starts_from_the_suggested_recipe_with_its_reasons(demo_split, quiet_registry, monkeypatch):
+    """Issue 14: for a split no run has used, the page proposes the auto recipe, says why, and a
+    first Start trains with it; once the split has a run, a new visit starts from no recipe."""
+    from core import recipes
+    from core.recipes import auto
+    from core.training.config import TrainConfig
+
+    monkeypatch.setattr(auto, "measured_speed", lambda *a, **k: 500.0)
+    split = str(demo_split.splits / "demo")
+    suggested = recipes.load("auto", split)
+    at = open_page()
+    assert at.selectbox(key="train_recipe").value == "auto"
+    why = " ".join(i18n.t(r["key"], "en", **r["params"]) for r in suggested.reasons)
+    caption = i18n.t("recipes.page.suggested_for", "en", reasons=why)
+    assert caption in [c.value for c in at.caption]
+    assert "36 photos, 3 classes" in caption and "500 images/s" in caption
+    w = form_widgets(at)
+    assert (w["train_epochs"].value, w["train_img_size"].value, w["train_label_smoothing"].value) == (
+        suggested.settings["epochs"], suggested.settings["img_size"], 0.1)
+    w["train_epochs"].set_value(1)  # the user may change anything
+    next(b for b in at.button if b.label == i18n.t("training.start", "en")).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    [run] = runs.list_runs(demo_split.runs)
+    assert registry().wait(timeout=120)
+    assert TrainConfig.of_run(runs.read_config(run.path)).to_dict() == suggested.config(split, epochs=1).to_dict()
+    assert runs.read_summary(run.path)["status"] == "finished"
+    again = open_page()
+    assert again.selectbox(key="train_recipe").value == "none"
