@@ -8,7 +8,7 @@ this machine (in torch's cache, where a downloaded or copied weights file goes).
 - Otherwise a small convolutional network trained from scratch, chosen by measurement on
   real photo folders (bench/bench_defaults.py): batch-normalised blocks doubling their width
   and a global-average-pool head, AdamW with weight decay, a one-cycle schedule, label
-  smoothing 0.1, random crops and flips (plus colour jitter and small rotations above 64 px).
+  smoothing 0.1, random crops and flips (plus colour jitter, small rotations and resized crops above 32 px).
 - Epochs: as many as fit `BUDGET_S` on this machine, from a measured cost per image (a few
   training steps of the chosen model at the chosen size, timed when the recipe is made).
 - Class weights when the largest class is more than 3 times the smallest (the Data page's warning).
@@ -29,10 +29,10 @@ NAME = "auto"
 BUDGET_S = 240.0                 # the whole run, testing included: about 4 minutes
 MIN_EPOCHS, MAX_EPOCHS = 5, 45  # 45: a quiet moment's measurement must not overrun 5 minutes later
 TRANSFER_ARCHES = ("resnet18", "mobilenet_v3_small", "efficientnet_b0", "resnet34", "resnet50")
-# Real epoch time over the estimate from the fastest timed step (batches, augmentation,
-# validation, bookkeeping, and other programs' load): measured over whole runs on clothing-mini
-# and a 3,700-photo folder (bench_defaults.py) on 2 shared cores: 1.75 quiet, up to 2.3 under
-# load, where the 1 s sample already runs slower; 1.3 brought runs to about 3-4 minutes.
+# Real epoch time over the estimate n / speed (batches, augmentation, validation, bookkeeping):
+# 1.75 on 2 cores in a quiet moment. Under other programs' load the 1 s sample itself runs slow
+# (2-3x pessimistic), and with 2.3 runs used 1-2 of their 4 minutes; 1.3 with at most 45 epochs
+# gave runs of 124 s and 218 s (bench/bench_defaults.py, README).
 OVERHEAD = 1.3
 SETUP_S = 15.0                   # caching the images, building the model, testing at the end
 _speeds: dict[str, float] = {}
