@@ -189,7 +189,10 @@ def upload(page: Page, label: str, files: Path | list[Path]) -> None:
 
 def select(page: Page, label: str, option: str, rerun: bool = True) -> None:
     """Choose `option` in the selectbox labelled `label` (inside a form: `rerun=False`)."""
-    page.get_by_role("combobox", name=label, exact=True).click()
+    box = page.get_by_role("combobox", name=label, exact=True)
+    box.click()
+    # The list is virtualised (only the options in view exist): typing filters it to the option.
+    box.press_sequentially(option)
     before = runs_started(page)
     page.get_by_role("option", name=option, exact=True).click()
     if rerun:
