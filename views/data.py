@@ -8,7 +8,7 @@ import streamlit as st
 from PIL import Image
 
 import ui
-from core import charts
+from core import charts, recipes
 from core.data.augment import AUGMENT_PRESETS, augment_preview
 from core.data.augment import preview as preview_settings
 from core.data.cache import cache_cap, cache_size, clear_cache, decode_resized
@@ -385,10 +385,27 @@ for name in shown:
 
 # --- 4. Split -----------------------------------------------------------------------------
 st.header(ui.t("data.page.split"))
-c1, c2, c3 = st.columns(3)
 # Remembered for this session across pages, and as the workspace's default for new tabs.
 for key, default in (("data_val", 20), ("data_test", 20), ("data_seed", 42)):
     ui.bind(key, key, default)
+with_shares = {r.title(ui.lang()): r for r in recipes.load_all() if r.split}
+
+
+def use_recipe_shares() -> None:
+    """The split shares and seed of the course lesson chosen, into the sliders (still editable)."""
+    recipe = with_shares.get(st.session_state.data_split_recipe)
+    if recipe is not None:
+        for key, value in (("data_val", round(100 * recipe.split.get("val", 0))),
+                           ("data_test", round(100 * recipe.split.get("test", 0))),
+                           ("data_seed", int(recipe.split.get("seed", 42)))):
+            st.session_state[key] = value
+            ui.keep(key, key)
+
+
+if with_shares:
+    st.selectbox(ui.t("data.page.split_recipe"), [ui.t("data.page.split_recipe_none"), *with_shares],
+                 key="data_split_recipe", on_change=use_recipe_shares)
+c1, c2, c3 = st.columns(3)
 val_pct = c1.slider(ui.t("data.page.val"), 5, 45, step=5, format="%d%%", key="data_val",  # training needs validation
                     on_change=ui.keep, args=("data_val", "data_val"))
 test_pct = c2.slider(ui.t("data.page.test"), 0, 45, step=5, format="%d%%", key="data_test",

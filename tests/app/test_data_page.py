@@ -331,3 +331,22 @@ def test_label_conflicts_inside_a_part_of_an_existing_split(workspace, tmp_path)
     table = next(df.value for df in at.dataframe if "Labels" in df.value.columns)
     assert table.to_dict("records") == [{"Labels": "daisy / rose",
                                          "Files": "train/daisy/daisy_0.png = train/rose/also_daisy.png"}]
+
+
+def test_a_course_recipes_split_shares_fill_the_sliders(workspace):
+    from core.data.demo import make_demo
+
+    make_demo(workspace.datasets / "flowers", classes=3, per_class=10, size=32, seed=0)
+    at = open_data_page()
+    at.text_input(key="data_folder_input").set_value(str(workspace.datasets / "flowers")).run()
+    at.slider(key="data_val").set_value(10).run()
+    at.number_input(key="data_seed").set_value(7).run()
+    lesson = i18n.t("recipes.flowers_resnet18_cbam.title", "en")
+    at.selectbox(key="data_split_recipe").set_value(lesson).run()  # the lesson's 60/20/20, seed 42
+    assert not at.exception, [e.value for e in at.exception]
+    assert (at.slider(key="data_val").value, at.slider(key="data_test").value,
+            at.number_input(key="data_seed").value) == (20, 20, 42)
+    at.slider(key="data_test").set_value(30).run()  # still the user's to change
+    at.button(key="split_button").click().run()
+    ratios = read_split_info(workspace.splits / "flowers")["ratios"]
+    assert (ratios["val"], ratios["test"]) == (0.2, 0.3)
