@@ -136,7 +136,9 @@ def take_explain_request() -> dict | None:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _thumbnail(path: str, side: int = 160):
+def thumbnail(path: str, side: int = 160, mtime_ns: int = 0):
+    """A square thumbnail of one image, cached (pass the file's mtime to see a changed file); None
+    for a file that cannot be read (the caller shows a note)."""
     from core.data.images import open_image, square_thumbnail
 
     try:
@@ -157,7 +159,7 @@ def prediction_grid(view, key: str, on_explain: Callable[[str], None] | None = N
     cols = st.columns(columns)
     for k, row in enumerate(prediction_sample(view, count=columns * rows, seed=int(seed)).itertuples()):
         with cols[k % columns]:
-            image = _thumbnail(row.file)
+            image = thumbnail(row.file)
             if image is None:
                 st.caption(t("compare.missing_image", path=Path(row.file).name))
                 continue

@@ -9,7 +9,6 @@ import streamlit as st
 import ui
 from core import charts
 from core import runs as run_folders
-from core.data.images import open_image, square_thumbnail
 from core.errors import UserError
 from core.runs import advice, compare
 
@@ -23,14 +22,6 @@ ss = st.session_state
 def cached_view(run_dir: str, stamp: float) -> compare.RunView:
     """A run's files read once per change (`stamp`: the newest modification time of its files)."""
     return compare.load_view(run_dir)
-
-
-@st.cache_data(show_spinner=False, max_entries=512)
-def thumbnail(path: str, side: int = 160):
-    try:
-        return square_thumbnail(open_image(path), side)
-    except UserError:
-        return None
 
 
 def stamp(run: Path) -> float:
@@ -71,7 +62,7 @@ def gallery(frame: pd.DataFrame, view: compare.RunView, key: str, truth_colour: 
     others = [rid for rid in chosen if rid != view.run_id]
     for k, row in enumerate(frame.itertuples()):
         with cols[k % GALLERY_COLUMNS]:
-            image = thumbnail(row.file)
+            image = ui.thumbnail(row.file)
             if image is None:
                 st.caption(ui.t("compare.missing_image", path=Path(row.file).name))
                 continue

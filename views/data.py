@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-from PIL import Image
 
 import ui
 from core import charts, recipes
@@ -27,7 +26,6 @@ from core.data.existing import (
     summary_params,
 )
 from core.data.files import folder_signature, natural_order
-from core.data.images import open_image, square_thumbnail
 from core.data.scan import IMBALANCE_WARN, HealthReport, imbalance, sample_paths, scan
 from core.data.split import (
     INFO_FILE,
@@ -71,11 +69,6 @@ def cached_cifar(folder: str, signature: str, _cifar: CifarFolder) -> dict:
 
 def parts_signature(split: ExistingSplit) -> str:
     return "||".join(folder_signature(folder) for folder in split.parts.values())
-
-
-@st.cache_data(show_spinner=False, max_entries=512)
-def thumbnail(path: str, mtime_ns: int) -> Image.Image:
-    return square_thumbnail(open_image(path))  # one size: rows of samples line up
 
 
 def translated(note: tuple[str, dict] | None) -> str:
@@ -381,7 +374,7 @@ samples = sample_paths(report, per_class=6)
 for name in shown:
     st.caption(display_of[name])
     for col, path in zip(st.columns(6), samples[name]):
-        col.image(thumbnail(str(path), path.stat().st_mtime_ns), width="stretch")
+        col.image(ui.thumbnail(str(path), mtime_ns=path.stat().st_mtime_ns), width="stretch")  # one size: rows line up
 
 # --- 4. Split -----------------------------------------------------------------------------
 st.header(ui.t("data.page.split"))

@@ -73,14 +73,6 @@ def cached_mistakes(run_dir: str, stamp: float) -> set[str] | None:
     return pictures.mistakes(run_dir)
 
 
-@st.cache_data(show_spinner=False, max_entries=1024)
-def thumbnail(path: str, mtime_ns: int):
-    try:
-        return square_thumbnail(open_image(path), THUMB_SIDE)
-    except UserError:
-        return None
-
-
 def stamp(path: Path) -> float:
     return path.stat().st_mtime if path.exists() else 0.0
 
@@ -214,7 +206,7 @@ with ui.user_errors():
                     for k, item in enumerate(pictures.page(offered, number)):
                         with cells[k % GRID_COLUMNS]:
                             path = str(item.path)
-                            thumb = thumbnail(path, item.path.stat().st_mtime_ns if item.path.exists() else 0)
+                            thumb = ui.thumbnail(path, THUMB_SIDE, item.path.stat().st_mtime_ns if item.path.exists() else 0)
                             if thumb is None:
                                 st.caption(ui.t("explain.page.unreadable"))
                             else:
