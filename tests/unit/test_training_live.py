@@ -59,11 +59,13 @@ def test_cpu_seconds_reads_this_machine_and_grows_with_work():
     busy, own = before
     assert busy > 0 and 0 < own <= busy
     deadline = time.monotonic() + 60
-    while threads.cpu_seconds()[1] < own + 0.2 and time.monotonic() < deadline:
+    while threads.cpu_seconds()[1] < own + 0.5 and time.monotonic() < deadline:
         sum(i * i for i in range(20_000))
     after = threads.cpu_seconds()
-    assert after[1] >= own + 0.2 and after[0] > busy
-    assert after[0] - busy >= (after[1] - own) * 0.9  # the machine's busy time includes this process's
+    assert after[1] >= own + 0.5 and after[0] > busy
+    # The machine's busy time includes this process's (both counted in clock ticks, read at
+    # slightly different moments: a margin, not equality).
+    assert after[0] - busy >= (after[1] - own) * 0.5
 
 
 def test_one_tab_redraws_every_2_s_and_each_more_tab_adds_2_s():
