@@ -70,7 +70,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: str
     probs = predict_batches(model, Batches(images, batch_size, device, info.mean, info.std, img_size=info.img_size))
     result = metrics(probs, images.labels, info.classes)
     split_id = split_identity(data)
-    reason = other_data_reason(run_dir, data, split_id, split, len(images))
+    reason = other_data_reason(run_dir, config, data, split_id, split, len(images))
     record = result | {"data": str(data.resolve()), "split": split, "split_id": split_id}
     if reason is None:
         write_json(run_dir / f"eval_{split}.json", record)
@@ -91,18 +91,14 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: str
     return result
 
 
-def recorded_split_id(run_dir: str | Path) -> str | None:
-    """The identity of the split the run trained on (`create_run` writes it to the config and
-    the summary), or None for a run made before runs recorded it."""
-    return runs.read_config(run_dir).get("split_id") or runs.read_summary(run_dir).get("split_id")
-
-
-def other_data_reason(run_dir: Path, data: Path, split_id: str, split: str, n: int) -> str | None:
-    """None when `data` is the run's own split as it trained on it; else why not."""
-    config = runs.read_config(run_dir)
+def other_data_reason(run_dir: Path, config: dict[str, Any], data: Path, split_id: str, split: str,
+                      n: int) -> str | None:
+    """None when `data` is the run's own split as it trained on it; else why not. The identity
+    the run trained on is in its config (and its summary: `create_run` writes both), or absent
+    for a run made before runs recorded it."""
     if data.resolve() != Path(config["data"]).expanduser().resolve():
         return "other_folder"
-    recorded = recorded_split_id(run_dir)
+    recorded = config.get("split_id") or runs.read_summary(run_dir).get("split_id")
     if recorded is not None:
         return None if recorded == split_id else "split_changed"
     # A run from before split ids: the image count it noted is all there is to compare.
