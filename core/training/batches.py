@@ -27,6 +27,7 @@ from core.data.augment import (
 )
 from core.data.cache import ImageSet, load_images
 from core.data.files import class_images
+from core.data.labels import class_names
 from core.data.split import read_split_info
 from core.training.balance import sample_weights
 from core.training.config import TrainConfig
@@ -67,7 +68,7 @@ def load_data(cfg: TrainConfig, cache_dir: Path | None, on_caching: OnCaching | 
     mean, std = mean_std(cfg.normalization, train)
     classes = list(info.get("classes") or train.classes)
     return Data(train, val, count_images(cfg.data, "test", train.classes), classes,
-                list(info.get("display_names") or classes), tuple(mean), tuple(std))
+                class_names({"classes": classes, "display_names": info.get("display_names")}), tuple(mean), tuple(std))
 
 
 def mean_std(normalization: str | dict[str, Any], train: ImageSet) -> tuple[tuple[float, ...], tuple[float, ...]]:
