@@ -3,7 +3,6 @@ by `core recipes`, and gives way to a --config file and flags (recipe < config f
 from __future__ import annotations
 
 import json
-import signal
 import urllib.error
 import urllib.request
 
@@ -80,11 +79,7 @@ CHOSEN = {"flowers_resnet18_cbam": {"augment"}, "catdog_simple_cnn": set(), "cif
 PHASE_FIELDS = {"epochs", "lr", "scheduler", "step_size", "gamma", "phase2_lr", "phase2_step_size", "phase2_gamma"}
 
 
-@pytest.fixture(autouse=True)
-def keep_ctrl_c():
-    previous = signal.getsignal(signal.SIGINT)
-    yield
-    signal.signal(signal.SIGINT, previous)
+pytestmark = pytest.mark.usefixtures("keep_ctrl_c")  # train installs its own Ctrl-C handler
 
 
 @pytest.fixture

@@ -27,12 +27,7 @@ EPOCH_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "
 COMMON = ["--img-size", "32", "--batch-size", "16", "--augment", "light", "--seed", "3"]
 
 
-@pytest.fixture(autouse=True)
-def keep_ctrl_c():
-    """`train` installs its own Ctrl-C handler; give pytest its own back."""
-    previous = signal.getsignal(signal.SIGINT)
-    yield
-    signal.signal(signal.SIGINT, previous)
+pytestmark = pytest.mark.usefixtures("keep_ctrl_c")  # train installs its own Ctrl-C handler
 
 
 @pytest.fixture

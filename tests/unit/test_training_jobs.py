@@ -9,7 +9,7 @@ import pytest
 
 from core import runs
 from core.training import engine
-from core.training.jobs import THREAD_NAME, JobRegistry
+from core.training.jobs import THREAD_NAME
 from tests.unit.test_training_core import cache, config, split  # noqa: F401 - shared fixtures
 
 
@@ -24,17 +24,6 @@ def poll(condition, timeout: float = 60.0) -> bool:
 
 def trainer_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == THREAD_NAME]
-
-
-@pytest.fixture
-def registry():
-    """A registry of its own (not the app's process-wide one), waited for after the test."""
-    reg = JobRegistry()
-    yield reg
-    for run_id in reg.queued() + [reg.active()]:
-        if run_id:
-            reg.stop(run_id)
-    assert reg.wait(timeout=60)
 
 
 def test_queued_runs_execute_in_order(split, cache, tmp_path, registry, monkeypatch):

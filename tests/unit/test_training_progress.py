@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 
 from core import runs
 from core.data.cache import decode_many
 from core.training import engine
-from core.training.jobs import JobRegistry
 from tests.unit.test_training_core import cache, config, split, stop_after_epoch, train  # noqa: F401 - fixtures
 from tests.unit.test_training_jobs import poll
 
@@ -44,16 +42,6 @@ def test_a_run_says_each_phase_before_its_first_step(split, tmp_path):
     heard.clear()  # the second run finds its images cached: nothing to decode
     train(config(split, epochs=1), tmp_path / "runs", tmp_path / "cache", on_progress=heard.append)
     assert "caching" not in {p["phase"] for p in heard}
-
-
-@pytest.fixture
-def registry():
-    reg = JobRegistry()
-    yield reg
-    for run_id in reg.queued() + [reg.active()]:
-        if run_id:
-            reg.stop(run_id)
-    assert reg.wait(timeout=60)
 
 
 def test_a_resumed_run_goes_to_the_front_of_the_queue_and_says_behind_whom(split, cache, tmp_path, registry,

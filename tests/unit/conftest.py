@@ -1,0 +1,27 @@
+"""Fixtures shared by the unit tests of training: a job registry of its own, and Ctrl-C given back."""
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+
+@pytest.fixture
+def registry():
+    """A registry of its own (not the app's process-wide one), waited for after the test."""
+    from core.training.jobs import JobRegistry
+
+    reg = JobRegistry()
+    yield reg
+    for run_id in reg.queued() + [reg.active()]:
+        if run_id:
+            reg.stop(run_id)
+    assert reg.wait(timeout=60)
+
+
+@pytest.fixture
+def keep_ctrl_c():
+    """`train` installs its own Ctrl-C handler; give pytest its own back."""
+    previous = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, previous)
