@@ -42,29 +42,37 @@ BIG_MARKERS = 30  # epochs up to which the markers are drawn large
 
 
 def run_curves(runs: dict[str, list[dict]], metric: str, title: str, train_label: str, val_label: str,
-               x_label: str = "epoch", colors: dict[str, str] | None = None, percent: bool = False) -> go.Figure:
+               x_label: str = "epoch", colors: dict[str, str] | None = None, percent: bool = False,
+               x: str = "epoch", x_scale: float = 1.0) -> go.Figure:
     """One metric ("loss" or "acc") per epoch for several runs: a colour per run (`colors`, else
     the palette in order), train dashed with round markers, val solid with diamonds; `x_label`
     is the axis title in the page's language. A single run (the Training page) draws train and
-    val in two colours too, and names them alone in the legend."""
+    val in two colours too, and names them alone in the legend.
+
+    The x of each point is its record's `x` field divided by `x_scale` (e.g. "elapsed" seconds
+    shown in minutes: 60); a point whose x is missing is left out."""
     fig = go.Figure()
     colors = colors or run_colors(list(runs))
     single = len(runs) == 1
     longest = max((len(e) for e in runs.values()), default=0)
     size = 8 if longest <= BIG_MARKERS else 4  # a long run's markers would merge into a band
     for run, epochs in runs.items():
-        x = [e.get("epoch") for e in epochs]
+        epochs = [e for e in epochs if e.get(x) is not None]
+        xs = [e[x] / x_scale for e in epochs]
         for i, (split, dash, label) in enumerate((("train", "dash", train_label), ("val", "solid", val_label))):
             color = PALETTE[i] if single else colors.get(run, PALETTE[0])
             y = [e.get(f"{split}_{metric}") for e in epochs]
             if any(v is not None for v in y):
-                fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=label if single else f"{run} · {label}",
+                fig.add_trace(go.Scatter(x=xs, y=y, mode="lines+markers", name=label if single else f"{run} · {label}",
                                          line=dict(color=color, dash=dash),
                                          marker=dict(color=color, symbol=SPLIT_MARKERS[split], size=size),
                                          legendgroup=run))
     # A tick per epoch only while they are few: Plotly measures every tick label on every redraw,
     # so a label per epoch made a long run's live chart slower to draw at each epoch.
-    fig.update_xaxes(title=x_label, dtick=1 if longest <= EPOCH_TICKS else None)
+    if x == "epoch":
+        fig.update_xaxes(title=x_label, dtick=1 if longest <= EPOCH_TICKS else None)
+    else:
+        fig.update_xaxes(title=x_label, rangemode="tozero", hoverformat=",.2~f")
     if percent:
         fig.update_yaxes(tickformat=".0%", hoverformat=".1%")
     fig = styled(fig, title)

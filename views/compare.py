@@ -166,7 +166,11 @@ for v in views:  # a model that mostly answers one class: said per run, with wha
 
 # --- Metrics -------------------------------------------------------------------------------
 st.header(ui.t("compare.metrics"))
-table = compare.metrics_table(views)
+ui.bind("compare_target", "compare_target", round(100 * compare.DEFAULT_TARGET))
+target = st.number_input(ui.t("compare.target"), min_value=1, max_value=100, step=1, key="compare_target",
+                         help=ui.t("compare.target_help"), width=220,
+                         on_change=ui.keep, args=("compare_target", "compare_target", False))
+table = compare.metrics_table(views, target / 100)
 shown = pd.DataFrame({
     ui.t("compare.col.name"): [names[rid] for rid in table["run"]],
     ui.t("compare.col.model"): table["model"],
@@ -176,6 +180,11 @@ shown = pd.DataFrame({
     ui.t("compare.col.test_acc"): 100 * table["test_acc"].astype(float),
     ui.t("compare.col.test_top5"): 100 * table["test_top5"].astype(float),
     ui.t("compare.col.epochs"): table["epochs"],
+    # which run got there first: before the whole run's wall time
+    ui.t("compare.col.time_to_best"): table["time_to_best"],
+    ui.t("compare.col.time_to_target", target=target): [  # said in words when never reached
+        ui.t("compare.not_reached") if pd.isna(epoch) else None if pd.isna(seconds) else f"{seconds:.1f}"
+        for seconds, epoch in zip(table["time_to_target"], table["target_epoch"])],
     ui.t("compare.col.seconds"): table["seconds"],
     ui.t("compare.col.img_per_s"): table["img_per_s"],
     ui.t("compare.col.run"): table["run"],  # the folder id last: the least read, first to scroll away
@@ -183,21 +192,38 @@ shown = pd.DataFrame({
 shown = shown.dropna(axis="columns", how="all")  # e.g. no top-5 accuracy with 5 classes or fewer
 percent = st.column_config.NumberColumn(format="%.1f%%")  # as pct() writes them: one decimal
 st.dataframe(shown, hide_index=True, column_config={
+    ui.t("compare.col.name"): st.column_config.TextColumn(pinned=True),  # stays while the table scrolls
     ui.t("compare.col.best_val_acc"): percent, ui.t("compare.col.test_acc"): percent,
     ui.t("compare.col.test_top5"): percent,
     ui.t("compare.col.params"): st.column_config.NumberColumn(format="localized"),
     ui.t("compare.col.flops"): st.column_config.NumberColumn(format="%.1f"),
-    ui.t("compare.col.seconds"): st.column_config.NumberColumn(format="%.1f"),
+    ui.t("compare.col.seconds"): st.column_config.NumberColumn(format="%.1f", help=ui.t("compare.seconds_help")),
+    ui.t("compare.col.time_to_best"): st.column_config.NumberColumn(format="%.1f",
+                                                                    help=ui.t("compare.time_to_best_help")),
+    ui.t("compare.col.time_to_target", target=target): st.column_config.TextColumn(
+        help=ui.t("compare.time_to_target_help", target=target), alignment="right"),
     ui.t("compare.col.img_per_s"): st.column_config.NumberColumn(format="%.0f"),
 })
 
 # --- Curves --------------------------------------------------------------------------------
 st.header(ui.t("compare.curves"))
-series = {names[v.run_id]: v.epochs for v in views}
+ui.bind("compare_x", "compare_x", "epoch")
+axis = st.segmented_control(ui.t("compare.x_axis"), ("epoch", "time"), required=True, key="compare_x",
+                            format_func=ui.option_label("compare.x_axis.{}"), help=ui.t("compare.time_help"),
+                            on_change=ui.keep, args=("compare_x", "compare_x", False))
+series = {names[v.run_id]: compare.timeline(v.epochs) for v in views}
+x_axis = {"x_label": ui.t("compare.epoch")}
+if axis == "time":
+    unit, size = compare.time_unit(max((e["elapsed"] for t in series.values() for e in t
+                                        if e["elapsed"] is not None), default=None))
+    x_axis = {"x_label": ui.t(f"compare.time_axis.{unit}"), "x": "elapsed", "x_scale": size}
+    if untimed := [name for name, t in series.items() if any(e["elapsed"] is None for e in t)]:
+        st.caption(ui.t("compare.no_time", runs=", ".join(untimed)))
 left, right = st.columns(2)
-train, val, epoch = ui.t("compare.train"), ui.t("compare.val"), ui.t("compare.epoch")
-left.plotly_chart(charts.run_curves(series, "loss", ui.t("compare.loss"), train, val, epoch, colors))
-right.plotly_chart(charts.run_curves(series, "acc", ui.t("compare.accuracy"), train, val, epoch, colors, percent=True))
+train, val = ui.t("compare.train"), ui.t("compare.val")
+left.plotly_chart(charts.run_curves(series, "loss", ui.t("compare.loss"), train, val, colors=colors, **x_axis))
+right.plotly_chart(charts.run_curves(series, "acc", ui.t("compare.accuracy"), train, val, colors=colors, percent=True,
+                                     **x_axis))
 
 # --- Confusion matrices, and the images of a clicked cell right below them ---------------------
 st.header(ui.t("compare.confusion"))

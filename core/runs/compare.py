@@ -10,6 +10,7 @@ construction with the misclassified gallery.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,15 +171,68 @@ def _image_file(path: str, split_dir: Path) -> str:
     return str(split_dir / "test" / p)
 
 
-def metrics_table(views: list[RunView]) -> pd.DataFrame:
-    """One row per run: the figures a learner compares (raw numbers; the page formats them)."""
+# --- Time: which run got there first ---------------------------------------------------------
+# A run's clock is the sum of its epochs' own "seconds" (training plus validation of that epoch,
+# as the engine records it): start-up, the decode cache, checkpoint writes and the test
+# evaluation are left out, so two runs are compared on the time their epochs took. A resumed run
+# keeps only its completed epochs' records (runs.truncate_metrics), so the sum covers exactly the
+# epochs its curves show; the time of an epoch cut off by a stop is not in it.
+
+DEFAULT_TARGET = 0.8  # "time to X% validation accuracy": X as a fraction
+TIME_UNITS = (("s", 1.0, 180.0), ("min", 60.0, 3 * 3600.0), ("h", 3600.0, math.inf))  # unit, seconds, up to
+
+
+def timeline(epochs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The epoch records in epoch order, one per epoch (a later record of the same epoch wins),
+    each with `elapsed`: the seconds of this epoch and every one before it, None from the first
+    epoch whose time was not recorded on."""
+    by_epoch = {e["epoch"]: e for e in epochs if isinstance(e.get("epoch"), int)}
+    total: float | None = 0.0
+    out = []
+    for number in sorted(by_epoch):
+        record = by_epoch[number]
+        seconds = record.get("seconds")
+        total = total + seconds if total is not None and isinstance(seconds, (int, float)) else None
+        out.append(record | {"elapsed": total})
+    return out
+
+
+def _scored(epochs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in timeline(epochs) if isinstance(e.get("val_acc"), (int, float))]
+
+
+def best_epoch(epochs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first epoch with the highest validation accuracy (the one best.pt holds), with `elapsed`."""
+    scored = _scored(epochs)
+    return max(scored, key=lambda e: e["val_acc"]) if scored else None  # max keeps the first of equals
+
+
+def target_epoch(epochs: list[dict[str, Any]], target: float) -> dict[str, Any] | None:
+    """The first epoch whose validation accuracy is at least `target` (a fraction), None if none is.
+    (A tolerance of 1e-9: 80 / 100 and 4 / 5 are the same float, 0.1 * 8 is not quite.)"""
+    return next((e for e in _scored(epochs) if e["val_acc"] >= target - 1e-9), None)
+
+
+def time_unit(seconds: float | None) -> tuple[str, float]:
+    """The unit ("s", "min" or "h") and its length in seconds to show times up to `seconds` in."""
+    return next((name, size) for name, size, limit in TIME_UNITS if (seconds or 0.0) <= limit)
+
+
+def metrics_table(views: list[RunView], target: float = DEFAULT_TARGET) -> pd.DataFrame:
+    """One row per run: the figures a learner compares (raw numbers; the page formats them).
+    `time_to_best` and `time_to_target` (validation accuracy `target` or more) are seconds of
+    the run's epochs (see `timeline`); None when never reached or not recorded."""
     rows = []
     for v in views:
         s = v.summary
+        best, reached = best_epoch(v.epochs), target_epoch(v.epochs, target)
         rows.append({
             "run": v.run_id, "model": v.model_label, "params": s.get("params"), "flops": s.get("flops"),
             "best_val_acc": s.get("best_val_acc"), "test_acc": s.get("test_acc"), "test_top5": s.get("test_top5"),
-            "epochs": len(v.epochs), "seconds": s.get("seconds"), "img_per_s": s.get("img_per_s"),
+            "epochs": len(v.epochs), "seconds": s.get("seconds"),
+            "time_to_best": best and best["elapsed"], "best_epoch": best and best["epoch"],
+            "time_to_target": reached and reached["elapsed"], "target_epoch": reached and reached["epoch"],
+            "img_per_s": s.get("img_per_s"),
         })
     return pd.DataFrame(rows)
 

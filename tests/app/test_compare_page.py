@@ -184,6 +184,12 @@ def test_compare_page_shows_what_training_wrote(workspace, trained):
     shown = [v for v in at.multiselect[0].value]
     assert sorted(shown) == sorted(r.name for r in runs)
     shows_what_the_predictions_say(at, [next(r for r in runs if r.name == rid) for rid in shown])
+    # time to best: the seconds training recorded for each epoch up to the best one
+    for run, seconds in zip(shown, at.dataframe[0].value["Time to best (s)"]):
+        epochs = [json.loads(line) for line in (workspace.runs / run / "metrics.jsonl").read_text().splitlines()]
+        epochs = [e for e in epochs if e["type"] == "epoch"]
+        best = max(range(len(epochs)), key=lambda i: (epochs[i]["val_acc"], -i))
+        assert seconds == pytest.approx(sum(e["seconds"] for e in epochs[:best + 1])) and seconds > 0
 
 
 def test_compare_page_in_chinese_without_runs(workspace):
@@ -404,3 +410,84 @@ def test_a_run_that_answers_one_class_is_warned_per_run(two_runs):
     warned = [w.value for w in at.warning if i18n.t("training.advice.try_balance", "en") in w.value]
     assert len(warned) == 1 and warned[0].startswith("**simple_cnn**")
     assert f"“circle” for {predicted:.0%}" in warned[0] and f"only {truth:.0%}" in warned[0]
+
+
+def write_epochs(run, epochs: list[tuple[float, float]]) -> None:
+    """Replace a run's epoch records: (val_acc, seconds) per epoch, in order."""
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"type": "epoch", "epoch": e, "train_loss": 1 / e, "train_acc": acc, "val_loss": 1.2 / e,
+                    "val_acc": acc, "lr": 1e-3, "img_per_s": 900, "seconds": seconds}) + "\n"
+        for e, (acc, seconds) in enumerate(epochs, 1)))
+
+
+def curve_figures(at) -> list[dict]:
+    return [f for f in plotly_figures(at) if f["data"] and f["data"][0].get("mode") == "lines+markers"]
+
+
+def test_time_to_best_and_to_a_target_say_which_run_got_there_first(two_runs, workspace):
+    """Issue 13: the table shows the epochs' time to the best and to X% val accuracy (X on the
+    page, kept for the session); a run that never got there says so in words."""
+    simple, cbam = two_runs
+    write_epochs(simple, [(0.5, 4.0), (0.85, 4.0), (0.9, 4.0)])  # fast epochs
+    write_epochs(cbam, [(0.82, 10.0), (0.84, 10.0), (0.83, 10.0)])  # slow ones, but 80% at once
+    at = open_compare_page()
+    table = at.dataframe[0].value.set_index("Run")
+    assert at.number_input(key="compare_target").value == 80
+    assert table.loc["r1-simple", "Time to best (s)"] == 12.0 and table.loc["r2-cbam", "Time to best (s)"] == 20.0
+    assert table.loc["r1-simple", "Time to 80% val (s)"] == "8.0" and table.loc["r2-cbam", "Time to 80% val (s)"] == "10.0"
+
+    at.number_input(key="compare_target").set_value(88).run()
+    table = at.dataframe[0].value.set_index("Run")
+    assert table.loc["r1-simple", "Time to 88% val (s)"] == "12.0"
+    assert table.loc["r2-cbam", "Time to 88% val (s)"] == "not reached"
+    at.switch_page("views/data.py").run()
+    at.switch_page("views/compare.py").run()
+    assert at.number_input(key="compare_target").value == 88  # kept for this session
+    assert "Time to 88% val (s)" in at.dataframe[0].value.columns
+
+
+def test_curves_against_time_put_each_epoch_at_its_summed_seconds(two_runs):
+    simple, cbam = two_runs
+    write_epochs(simple, [(0.5, 30.0), (0.6, 30.0), (0.7, 30.0)])
+    write_epochs(cbam, [(0.5, 100.0), (0.6, 100.0), (0.7, 100.0)])  # 300 s in all: shown in minutes
+    at = open_compare_page()
+    assert [t["x"] for t in curve_figures(at)[0]["data"]] == [[1, 2, 3]] * 4
+    at.segmented_control(key="compare_x").set_value("time").run()
+    assert not at.exception
+    for figure in curve_figures(at):
+        assert figure["layout"]["xaxis"]["title"]["text"] == "training + validation time (min)"
+        by_run = {t["name"].split(" · ")[0]: t["x"] for t in figure["data"]}
+        assert by_run["cbam_cnn"] == pytest.approx([100 / 60, 200 / 60, 5.0])
+        assert by_run["simple_cnn"] == pytest.approx([0.5, 1.0, 1.5])
+    at.switch_page("views/data.py").run()
+    at.switch_page("views/compare.py").run()
+    assert at.segmented_control(key="compare_x").value == "time"  # kept for this session
+
+
+def test_time_controls_in_chinese(two_runs):
+    from core import i18n
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["lang"] = "zh"
+    at.run()
+    at.switch_page("views/compare.py").run()
+    control = at.segmented_control(key="compare_x")
+    assert control.options == ["轮次", "时间"] and control.label == i18n.t("compare.x_axis", "zh")
+    columns = list(at.dataframe[0].value.columns)
+    assert i18n.t("compare.col.time_to_best", "zh") in columns
+    assert i18n.t("compare.col.time_to_target", "zh", target=80) in columns
+    assert set(at.dataframe[0].value[i18n.t("compare.col.time_to_target", "zh", target=80)]) == {"未达到"}
+    control.set_value("time").run()
+    assert all(f["layout"]["xaxis"]["title"]["text"] == "训练 + 验证用时（秒）" for f in curve_figures(at))
+
+
+def test_a_run_without_epoch_times_is_named_and_drawn_only_where_known(two_runs):
+    simple, _ = two_runs
+    lines = [json.loads(line) for line in (simple / "metrics.jsonl").read_text().splitlines()[:3]]
+    del lines[1]["seconds"]  # epoch 2's time was never written
+    (simple / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    at = open_compare_page()
+    at.segmented_control(key="compare_x").set_value("time").run()
+    assert any("simple_cnn" in c.value and "no recorded time" in c.value for c in at.caption)
+    xs = {t["name"]: t["x"] for t in curve_figures(at)[0]["data"]}
+    assert xs["simple_cnn · val"] == [1.0] and xs["cbam_cnn · val"] == [1.0, 2.0, 3.0]
