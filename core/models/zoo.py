@@ -1,7 +1,7 @@
 """Model references (plain JSON) -> networks: presets, torchvision backbones, builder specs.
 
 A reference is one of
-    {"preset": "simple_cnn" | "cbam_cnn" | "resnet18_cbam" | "catdog_cnn"}
+    {"preset": "simple_cnn" | "cbam_cnn" | "resnet18_cbam" | "catdog_cnn" | "fast_cnn"}
     {"backbone": "resnet18", "pretrained": false, "weights_path": null}
     {"spec": {"blocks": [...], "head": {...}}}
 optionally with a "name" and a suggested "freeze" policy (applied by training through
@@ -21,8 +21,9 @@ from core.models.backbones import (
     BACKBONES, ResNet18CBAM, build_backbone, load_backbone_weights, pretrained_state_dict, read_weights_file,
 )
 from core.models.builder import PRESET_SPECS, SpecNet, normalize_spec
+from core.models.fastnet import FastNet
 
-PRESETS = ("simple_cnn", "cbam_cnn", "resnet18_cbam", "catdog_cnn")
+PRESETS = ("simple_cnn", "cbam_cnn", "resnet18_cbam", "catdog_cnn", "fast_cnn")
 MIN_IMG_SIZE, MAX_IMG_SIZE = 8, 1024
 REF_KEYS = {"name", "preset", "backbone", "spec", "pretrained", "weights_path", "freeze"}
 
@@ -73,6 +74,8 @@ def build_model(ref: dict[str, Any], num_classes: int, img_size: int) -> nn.Modu
         return SpecNet(ref["spec"], num_classes, img_size)
     if kind == "preset" and ref["preset"] in PRESET_SPECS:
         return SpecNet(PRESET_SPECS[ref["preset"]], num_classes, img_size)
+    if kind == "preset" and ref["preset"] == "fast_cnn":
+        return FastNet(num_classes)
     if kind == "preset":  # resnet18_cbam
         model: nn.Module = ResNet18CBAM(num_classes)
         _weights(model, ref, "resnet18")

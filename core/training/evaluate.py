@@ -67,7 +67,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: str
                         expected=", ".join(info.classes), found=", ".join(images.classes))
     device = torch.device(device)
     model.to(device)
-    probs = predict_batches(model, Batches(images, batch_size, device, info.mean, info.std, img_size=info.img_size))
+    probs = predict_batches(model, Batches(images, batch_size, device, info.mean, info.std, img_size=info.img_size),
+                            tta=config.get("tta", "none"))
     result = metrics(probs, images.labels, info.classes)
     split_id = split_identity(data)
     reason = other_data_reason(run_dir, config, data, split_id, split, len(images))

@@ -93,14 +93,33 @@ def _check_finite(losses: torch.Tensor, epoch: int, first_step: int) -> None:
         raise UserError("training.nan_loss", epoch=epoch, step=first_step + int(bad[0]))
 
 
+def _mirrored(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return (model(x) + model(x.flip(-1))) / 2
+
+
+def tta_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
+    """The model's logits for `x`, averaged over test-time augmentations: "flip" adds the
+    mirrored image; "flip_shift" (airbench's) also averages, at half weight, the image shifted one
+    pixel up-left and one down-right (reflected edges), each with its mirror."""
+    if tta == "none":
+        return model(x)
+    logits = _mirrored(model, x)
+    if tta == "flip":
+        return logits
+    h, w = x.shape[-2:]
+    padded = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = (_mirrored(model, padded[..., :h, :w]) + _mirrored(model, padded[..., 2:, 2:])) / 2
+    return (logits + shifted) / 2
+
+
 @torch.no_grad()
-def predict_batches(model: nn.Module, batches: Batches, amp: bool = False) -> torch.Tensor:
+def predict_batches(model: nn.Module, batches: Batches, amp: bool = False, tta: str = "none") -> torch.Tensor:
     """Class probabilities [N, C] (CPU, float32) in the ImageSet's order."""
     model.eval()
     out = []
     for x, _, _ in batches:
         with _autocast(batches.device, amp):
-            out.append(torch.softmax(model(x).float(), dim=1).cpu())
+            out.append(torch.softmax(tta_logits(model, x, tta).float(), dim=1).cpu())
     return torch.cat(out) if out else torch.zeros((0, 0))
 
 

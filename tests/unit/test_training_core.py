@@ -673,7 +673,8 @@ def test_each_scheduler_follows_its_formula():
     from core.training import optim
 
     assert optim.SCHEDULERS["none"][0](None, None, 3, 4) is None
-    assert [optim.SCHEDULERS[name][1] for name in SCHEDULERS] == [name == "onecycle" for name in SCHEDULERS]
+    assert [optim.SCHEDULERS[name][1] for name in SCHEDULERS] == [name in ("onecycle", "triangle")
+                                                                  for name in SCHEDULERS]
     assert scheduled_lrs("step", 6, 4, step_size=2, gamma=0.5) == pytest.approx(
         [0.1 * 0.5 ** (e // 2) for e in range(7)])
     assert scheduled_lrs("cosine", 4, 4) == pytest.approx(
@@ -684,6 +685,11 @@ def test_each_scheduler_follows_its_formula():
     lrs = scheduled_lrs("onecycle", 2, 5)
     assert lrs[:10] == pytest.approx([one_cycle(i, 0.1, 10) for i in range(10)], rel=1e-6)
     assert lrs[0] == pytest.approx(0.1 / 25) and max(lrs) == pytest.approx(0.1) and lrs[9] == pytest.approx(0.1 / 25e4)
+    # triangle (100 steps): 0.2 -> 1 over the first 23 steps, then down to 0.07 at the last
+    lrs = scheduled_lrs("triangle", 10, 10)
+    assert lrs[0] == pytest.approx(0.02) and lrs[23] == pytest.approx(0.1) and lrs[99] == pytest.approx(0.1 * (
+        1 - 0.93 * 76 / 77))
+    assert lrs[11] == pytest.approx(0.1 * (0.2 + 0.8 * 11 / 23)) and lrs[100] == pytest.approx(0.007)
 
 
 def test_the_engine_passes_optimizer_settings_and_steps_the_schedule_per_epoch(split, cache, tmp_path):
