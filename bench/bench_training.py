@@ -1,22 +1,28 @@
-"""Benchmark: the training loop the course writes by hand vs `core.training`, same model, data and epochs.
+"""Benchmark: the training loop the course writes by hand vs `python -m core train`, same model, data and epochs.
 
-    .venv/bin/python bench/bench_training.py                       # 10,000 JPEGs, 32 px, 3 epochs
-    .venv/bin/python bench/bench_training.py --images 2000 --epochs 2 --models simple_cnn
+    .venv/bin/python bench/bench_training.py          # real CIFAR-10 JPEGs, then 128 px generated JPEGs; 5 epochs
+    .venv/bin/python bench/bench_training.py --sources cifar --models simple_cnn --epochs 2
 
-Generates a demo set of `--images` JPEGs (`core.data.demo`, `--side` px) in a temporary folder,
-splits it, then trains each model twice in one process, alternating:
-  * course:  torchvision ImageFolder + per-image transforms (Resize, flip, pad-crop, colour
-             jitter, ToTensor, Normalize) + DataLoader(num_workers=2), batch 64, Adam, the
-             val loop after every epoch, best weights saved with torch.save, a test pass;
-  * ours:    `core.training.engine.Trainer` on the same split: decode-once cache (built inside
-             the timing), batched "seed" augmentation, val after every epoch, atomic
-             checkpoints, runs on disk, the test evaluation with predictions.csv.
-It prints, per model: training images/s (train loop only) and end-to-end images/s (everything
-from the first decoded file to the test accuracy), their ratios, both test accuracies, and
-where our time goes: the pure forward/backward/step on ready tensors vs our data pipeline
-(cache gather + augmentation + normalisation) for the same batches. Last, the first model is
-trained from the Training page (Streamlit AppTest, redrawn every second like its live fragment)
-and then with the same config as the CLI trains: the app's images/s as a share of the CLI's.
+Sources (one table row each):
+  * cifar:     `--images` real CIFAR-10 JPEGs (32 px files, equal per class) taken from
+               ../shared/datasets/cifar10-train.zip, split 80/10/10 (8,000 training images by
+               default), trained at 32 px with the course's CIFAR transforms: RandomCrop(32, 4),
+               flip, ToTensor, Normalize (ours: the "light" preset, the same ops);
+  * generated: `--images` generated 128 px JPEGs (core.data.demo) resized to 32 px, with
+               Resize, flip, pad-crop, colour jitter (ours: the "seed" preset).
+Each model trains twice per repeat, alternating who goes first, each as a whole process:
+  * course:  this script's `--child course`: torchvision ImageFolder + per-image transforms +
+             DataLoader(num_workers=2), batch 64, Adam 1e-3, the val loop after every epoch,
+             best weights saved with torch.save, a test pass;
+  * ours:    `python -m core train` on the same split in a fresh workspace (so the decode-once
+             cache is built inside the timing), batched augmentation, val after every epoch,
+             atomic checkpoints, the run folder, the test evaluation with predictions.csv.
+It prints, per model: training images/s (train loop only), whole-process wall time (from the
+interpreter's start to its exit, imports included), their ratios, both test accuracies, and the
+model's bare forward+backward+step rate on ready tensors (same optimizer, same memory layout
+as our run chose) with our training rate as a share of it. Last, the first model is trained
+from the Training page (Streamlit AppTest, redrawn every second like its live fragment) and
+with the same config as the CLI trains: the app's images/s as a share of the CLI's.
 
 Numbers depend on the machine and its load: compare the ratios printed in one run.
 """
@@ -29,43 +35,62 @@ import platform
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
+from core import runs  # noqa: E402
 from core.data.augment import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from core.data.cache import load_images  # noqa: E402
 from core.data.demo import make_demo  # noqa: E402
 from core.data.split import split_dataset  # noqa: E402
 from core.models import build_model  # noqa: E402
-from core import runs  # noqa: E402
-from core.training.config import TrainConfig  # noqa: E402
 from core.training.batches import Batches  # noqa: E402
+from core.training.config import TrainConfig  # noqa: E402
 from core.training.engine import Trainer  # noqa: E402
+from core.training.optim import make_optimizer  # noqa: E402
+
+CIFAR_ZIP = ROOT.parent / "shared" / "datasets" / "cifar10-train.zip"
+# ours: the preset whose ops are the course loop's transforms for that source
+AUGMENT = {"cifar": "light", "generated": "seed"}
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and its finished children (the DataLoader workers): on a shared
-    machine, images per CPU-second compares the two loops fairly when wall time is noisy."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+def cifar_subset(out: Path, images: int) -> None:
+    """`images` real CIFAR-10 JPEGs, the same number per class, unpacked into out/<class>/."""
+    with zipfile.ZipFile(CIFAR_ZIP) as zf:
+        names = sorted(n for n in zf.namelist() if n.endswith(".jpg"))
+        classes = sorted({n.split("/")[-2] for n in names})
+        per_class = images // len(classes)
+        for c in classes:
+            for name in [n for n in names if n.split("/")[-2] == c][:per_class]:
+                target = out / c / Path(name).name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(zf.read(name))
 
 
-# --- the course's loop, as written by hand ----------------------------------------------------
-def course_loaders(split: Path, size: int, batch: int, workers: int):
+# --- the course's loop, as written by hand (run in its own process: `--child course`) ----------
+def course_loaders(split: Path, source: str, size: int, batch: int, workers: int):
     from torchvision import datasets, transforms
 
     norm = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    train_tf = transforms.Compose([transforms.Resize((size, size)), transforms.RandomHorizontalFlip(),
-                                   transforms.RandomCrop(size, padding=size // 8),
-                                   transforms.ColorJitter(0.2, 0.2, 0.2), transforms.ToTensor(), norm])
-    eval_tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(), norm])
+    if source == "cifar":  # the course's CIFAR-10 lessons
+        train_tf = transforms.Compose([transforms.RandomCrop(size, padding=4), transforms.RandomHorizontalFlip(),
+                                       transforms.ToTensor(), norm])
+        eval_tf = transforms.Compose([transforms.ToTensor(), norm])
+    else:
+        train_tf = transforms.Compose([transforms.Resize((size, size)), transforms.RandomHorizontalFlip(),
+                                       transforms.RandomCrop(size, padding=size // 8),
+                                       transforms.ColorJitter(0.2, 0.2, 0.2), transforms.ToTensor(), norm])
+        eval_tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(), norm])
     loader = lambda name, tf, shuffle: torch.utils.data.DataLoader(  # noqa: E731
         datasets.ImageFolder(str(split / name), tf), batch_size=batch, shuffle=shuffle, num_workers=workers)
     return loader("train", train_tf, True), loader("val", eval_tf, False), loader("test", eval_tf, False)
@@ -81,15 +106,14 @@ def course_accuracy(model: nn.Module, loader) -> float:
     return correct / total
 
 
-def course_run(split: Path, preset: str, args, work: Path) -> dict:
-    start, cpu = time.perf_counter(), cpu_seconds()
+def course_run(split: Path, source: str, preset: str, args, work: Path) -> dict:
     torch.manual_seed(args.seed)
-    train_loader, val_loader, test_loader = course_loaders(split, args.img_size, args.batch, args.workers)
+    train_loader, val_loader, test_loader = course_loaders(split, source, args.img_size, args.batch, args.workers)
     model = build_model({"preset": preset}, len(train_loader.dataset.classes), args.img_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     criterion = nn.CrossEntropyLoss()
     train_seconds, seen, best = 0.0, 0, -1.0
-    for epoch in range(args.epochs):
+    for _ in range(args.epochs):
         model.train()
         t0 = time.perf_counter()
         running_loss = correct = 0
@@ -108,44 +132,65 @@ def course_run(split: Path, preset: str, args, work: Path) -> dict:
             best = val_acc
             torch.save(model.state_dict(), work / f"course_{preset}_best.pt")
     model.load_state_dict(torch.load(work / f"course_{preset}_best.pt", weights_only=True))
-    test_acc = course_accuracy(model, test_loader)
-    del train_loader, val_loader, test_loader  # workers reaped: their CPU time is counted
-    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-    return {"train_img_per_s": seen / train_seconds, "wall_img_per_s": seen / wall, "wall_s": wall,
-            "img_per_cpu_s": seen / cpu,
-            "train_s": train_seconds, "best_val_acc": best, "test_acc": test_acc}
+    return {"train_img_per_s": seen / train_seconds, "best_val_acc": best,
+            "test_acc": course_accuracy(model, test_loader)}
 
 
-# --- core.training -----------------------------------------------------------------------------
-def ours_run(split: Path, preset: str, args, work: Path, tag: str) -> dict:
-    cache = work / f"cache-{tag}"  # fresh per run: the cache build is part of the time
-    start, cpu = time.perf_counter(), cpu_seconds()
-    cfg = TrainConfig(data=str(split), model={"preset": preset}, img_size=args.img_size, batch_size=args.batch,
-                      epochs=args.epochs, optimizer="adam", lr=1e-3, augment="seed", device="cpu", seed=args.seed)
-    run_dir = runs.new_run_dir(work / "runs", f"{preset}-{tag}")
-    summary = Trainer(cfg, run_dir, cache_dir=cache).run()
-    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-    n_train = runs.read_config(run_dir)["n_train"]
-    seen = (n_train - (n_train % args.batch == 1)) * len(runs.read_metrics(run_dir, "epoch"))  # a batch of 1 is dropped
-    train_s = seen / summary["img_per_s"]
-    return {"train_img_per_s": summary["img_per_s"], "wall_img_per_s": seen / wall, "wall_s": wall,
-            "img_per_cpu_s": seen / cpu,
-            "train_s": train_s, "best_val_acc": summary["best_val_acc"], "test_acc": summary.get("test_acc")}
+def cpu_seconds_of_children() -> float:
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return kids.ru_utime + kids.ru_stime
 
 
-def pipeline_split(split: Path, preset: str, args, work: Path, batches_per_pass: int = 40, passes: int = 3) -> dict:
-    """Our data pipeline alone vs forward+backward+step alone on the same batches (ms per 100 images).
+def whole_process(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds, stdout) of one process from its start to its exit."""
+    cpu, start = cpu_seconds_of_children(), time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return wall, cpu_seconds_of_children() - cpu, done.stdout
 
-    The two alternate `passes` times and the medians are compared, so a load spike on the shared
-    machine does not land on one side only.
-    """
-    images = load_images(split, "train", args.img_size, work / "cache-split")
-    batches = Batches(images, args.batch, torch.device("cpu"), IMAGENET_MEAN, IMAGENET_STD, "seed",
-                      torch.Generator().manual_seed(0))
+
+def course_process(split: Path, source: str, preset: str, args, work: Path) -> dict:
+    cmd = [sys.executable, __file__, "--child", "course", "--child-split", str(split), "--sources", source,
+           "--models", preset, "--img-size", str(args.img_size), "--epochs", str(args.epochs),
+           "--batch", str(args.batch), "--workers", str(args.workers), "--seed", str(args.seed),
+           "--keep", str(work)]
+    wall, cpu, out = whole_process(cmd)
+    res = json.loads(out.strip().splitlines()[-1])
+    n_train = sum(1 for p in (split / "train").rglob("*") if p.is_file())
+    return res | {"wall_s": wall, "img_per_cpu_s": n_train * args.epochs / cpu}
+
+
+def ours_process(split: Path, source: str, preset: str, args, work: Path, tag: str) -> dict:
+    """`python -m core train` in a fresh workspace: the cache build is part of the time."""
+    ws = work / f"ws-{preset}-{tag}"
+    shutil.rmtree(ws, ignore_errors=True)
+    cmd = [sys.executable, "-m", "core", "train", "--data", str(split), "--model", preset, "--name", tag,
+           "--img-size", str(args.img_size), "--batch-size", str(args.batch), "--epochs", str(args.epochs),
+           "--optimizer", "adam", "--lr", "0.001", "--augment", AUGMENT[source], "--device", "cpu",
+           "--seed", str(args.seed)]
+    wall, cpu, _ = whole_process(cmd, env=os.environ | {"CNN_STUDIO_WORKSPACE": str(ws)})
+    [run] = runs.list_runs(ws / "runs")
+    summary, config = runs.read_summary(run.path), runs.read_config(run.path)
+    seen = (config["n_train"] - (config["n_train"] % args.batch == 1)) * summary["epochs_done"]
+    return {"train_img_per_s": summary["img_per_s"], "wall_s": wall, "img_per_cpu_s": seen / cpu,
+            "best_val_acc": summary["best_val_acc"], "test_acc": summary.get("test_acc"),
+            "memory_format": summary.get("memory_format", "contiguous")}
+
+
+def bare_rate(split: Path, source: str, preset: str, args, work: Path, channels_last: bool,
+              batches_per_pass: int = 40, passes: int = 3) -> dict:
+    """The model's forward+backward+Adam step alone on ready tensors (in the layout our run chose)
+    vs our data pipeline alone for the same batches; alternating passes, medians."""
+    images = load_images(split, "train", args.img_size, work / "cache-bare")
+    batches = Batches(images, args.batch, torch.device("cpu"), IMAGENET_MEAN, IMAGENET_STD, AUGMENT[source],
+                      torch.Generator().manual_seed(0), channels_last, args.img_size)
     torch.manual_seed(args.seed)
     model = build_model({"preset": preset}, len(images.classes), args.img_size)
-    optimizer, criterion = torch.optim.Adam(model.parameters(), lr=1e-3), nn.CrossEntropyLoss()
-    model.train()
+    model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()
+    cfg = TrainConfig(data=str(split), optimizer="adam").validated()
+    optimizer, criterion = make_optimizer(model, cfg, 1e-3), nn.CrossEntropyLoss()
     data_s, compute_s = [], []
     for _ in range(passes):
         start = time.perf_counter()
@@ -159,8 +204,7 @@ def pipeline_split(split: Path, preset: str, args, work: Path, batches_per_pass:
         compute_s.append(time.perf_counter() - start)
     n = sum(len(y) for _, y in ready)
     data, compute = statistics.median(data_s), statistics.median(compute_s)
-    return {"data_ms_per_100": 1e5 * data / n, "compute_ms_per_100": 1e5 * compute / n,
-            "data_over_compute": data / compute}
+    return {"bare_img_per_s": n / compute, "data_ms_per_100": 1e5 * data / n, "compute_ms_per_100": 1e5 * compute / n}
 
 
 def train_from_page(ws, preset: str, args) -> dict:
@@ -219,62 +263,85 @@ def app_vs_cli(split: Path, preset: str, args, work: Path) -> dict:
             "app_over_cli": statistics.median(app) / statistics.median(cli)}
 
 
+def make_split(source: str, args, work: Path) -> Path:
+    src, split = work / f"src-{source}", work / f"split-{source}"
+    if not (split / "split.json").is_file():
+        t0 = time.perf_counter()
+        if source == "cifar":
+            cifar_subset(src, args.images)
+        else:
+            make_demo(src, classes=args.classes, per_class=args.images // args.classes, size=args.side, seed=0)
+        split_dataset(src, split, val=0.1, test=0.1, seed=args.seed)
+        print(f"{source}: {args.images} JPEGs ready and split in {time.perf_counter() - t0:.1f} s", flush=True)
+    return split
+
+
+def compare_model(split: Path, source: str, preset: str, args, work: Path) -> dict:
+    pairs = {"course": [], "ours": []}
+    for r in range(args.repeats):
+        # Alternate who goes first, so a load spike on the shared machine hits both alike.
+        for who in (("course", "ours") if r % 2 == 0 else ("ours", "course")):
+            res = (course_process(split, source, preset, args, work) if who == "course"
+                   else ours_process(split, source, preset, args, work, f"r{r}"))
+            pairs[who].append(res)
+            print(f"{source:<9} {preset:<11} {who:<6} train {res['train_img_per_s']:7.0f} img/s   whole process "
+                  f"{res['wall_s']:6.1f} s ({res['img_per_cpu_s']:.0f} img per CPU-s)   val {res['best_val_acc']:.3f}"
+                  f"   test {res['test_acc']:.3f}", flush=True)
+    med = {who: {k: statistics.median(p[k] for p in pairs[who]) for k in pairs[who][0] if k != "memory_format"}
+           for who in pairs}
+    channels_last = pairs["ours"][0]["memory_format"] == "channels_last"
+    bare = bare_rate(split, source, preset, args, work, channels_last)
+    entry = {"course": med["course"], "ours": med["ours"], "bare": bare, "channels_last": channels_last,
+             "train_speedup": med["ours"]["train_img_per_s"] / med["course"]["train_img_per_s"],
+             "wall_speedup": med["course"]["wall_s"] / med["ours"]["wall_s"],
+             "cpu_speedup": med["ours"]["img_per_cpu_s"] / med["course"]["img_per_cpu_s"],
+             "share_of_bare": med["ours"]["train_img_per_s"] / bare["bare_img_per_s"]}
+    print(f"{source:<9} {preset:<11} ours/course: training {entry['train_speedup']:.2f}x, whole process "
+          f"{entry['wall_speedup']:.2f}x, per CPU-second {entry['cpu_speedup']:.2f}x; test acc "
+          f"{med['ours']['test_acc']:.3f} vs {med['course']['test_acc']:.3f}; ours trains at "
+          f"{100 * entry['share_of_bare']:.0f}% of the bare forward+backward+step rate "
+          f"({bare['bare_img_per_s']:.0f} img/s, {'channels_last' if channels_last else 'contiguous'}); data "
+          f"pipeline {bare['data_ms_per_100']:.1f} ms vs compute {bare['compute_ms_per_100']:.1f} ms per 100 images",
+          flush=True)
+    return entry
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=10_000, help="JPEGs in the generated set")
-    parser.add_argument("--classes", type=int, default=5)
-    parser.add_argument("--side", type=int, default=128,
-                        help="side of the generated JPEGs (clothing-mini's photos are 144x192)")
+    parser.add_argument("--sources", nargs="+", default=["cifar", "generated"], choices=["cifar", "generated"])
+    parser.add_argument("--images", type=int, default=10_000, help="JPEGs per source (80%% of them train)")
+    parser.add_argument("--classes", type=int, default=5, help="classes of the generated set")
+    parser.add_argument("--side", type=int, default=128, help="side of the generated JPEGs")
     parser.add_argument("--img-size", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the course loop")
     parser.add_argument("--models", nargs="+", default=["simple_cnn", "cbam_cnn"])
     parser.add_argument("--repeats", type=int, default=1, help="alternating pairs per model (median reported)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--live-epochs", type=int, default=1,
-                        help="epochs of the app-vs-CLI check (first model only; 0 skips it)")
-    parser.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it (reused when present)")
+                        help="epochs of the app-vs-CLI check (first source and model only; 0 skips it)")
+    parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (data reused when present)")
+    parser.add_argument("--child", choices=["course"], help=argparse.SUPPRESS)
+    parser.add_argument("--child-split", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        print(json.dumps(course_run(Path(args.child_split), args.sources[0], args.models[0], args, Path(args.keep))))
+        return
+    if "cifar" in args.sources and not CIFAR_ZIP.is_file():
+        raise SystemExit(f"{CIFAR_ZIP} not found: run with --sources generated")
 
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {platform.platform()}"
-    print(machine, flush=True)
+    print(machine, f"load average {os.getloadavg()[0]:.1f}", flush=True)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_training_"))
-    results: dict = {"machine": machine, "args": vars(args), "models": {}}
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict = {"machine": machine, "args": vars(args), "rows": {}}
     try:
-        src, split = work / "src", work / "split"
-        if not (split / "split.json").is_file():
-            t0 = time.perf_counter()
-            make_demo(src, classes=args.classes, per_class=args.images // args.classes, size=args.side, seed=0)
-            split_dataset(src, split, val=0.1, test=0.1, seed=args.seed)
-            print(f"generated and split {args.images} JPEGs in {time.perf_counter() - t0:.1f} s", flush=True)
-        for preset in args.models:
-            pairs = {"course": [], "ours": []}
-            for r in range(args.repeats):
-                # Alternate who goes first, so a load spike on the shared machine hits both alike.
-                order = ("course", "ours") if r % 2 == 0 else ("ours", "course")
-                for who in order:
-                    res = (course_run(split, preset, args, work) if who == "course"
-                           else ours_run(split, preset, args, work, f"r{r}"))
-                    pairs[who].append(res)
-                    print(f"{preset:<11} {who:<6} train {res['train_img_per_s']:7.0f} img/s   end-to-end "
-                          f"{res['wall_img_per_s']:7.0f} img/s ({res['wall_s']:.1f} s, "
-                          f"{res['img_per_cpu_s']:.0f} img per CPU-s)   val {res['best_val_acc']:.3f}"
-                          f"   test {res['test_acc']:.3f}", flush=True)
-            med = {who: {k: statistics.median(p[k] for p in pairs[who]) for k in pairs[who][0]} for who in pairs}
-            split_cost = pipeline_split(split, preset, args, work)
-            entry = {"course": med["course"], "ours": med["ours"], "pipeline": split_cost,
-                     "train_speedup": med["ours"]["train_img_per_s"] / med["course"]["train_img_per_s"],
-                     "end_to_end_speedup": med["ours"]["wall_img_per_s"] / med["course"]["wall_img_per_s"],
-                     "cpu_speedup": med["ours"]["img_per_cpu_s"] / med["course"]["img_per_cpu_s"]}
-            results["models"][preset] = entry
-            print(f"{preset:<11} ours/course: training {entry['train_speedup']:.2f}x, end-to-end "
-                  f"{entry['end_to_end_speedup']:.2f}x, per CPU-second {entry['cpu_speedup']:.2f}x; test acc {med['ours']['test_acc']:.3f} vs "
-                  f"{med['course']['test_acc']:.3f}; data pipeline {split_cost['data_ms_per_100']:.1f} ms vs "
-                  f"forward/backward {split_cost['compute_ms_per_100']:.1f} ms per 100 images "
-                  f"({100 * split_cost['data_over_compute']:.1f}%)", flush=True)
+        for source in args.sources:
+            split = make_split(source, args, work)
+            results["rows"][source] = {p: compare_model(split, source, p, args, work) for p in args.models}
         if args.live_epochs:
-            live = app_vs_cli(split, args.models[0], args, work)
+            live = app_vs_cli(make_split(args.sources[0], args, work), args.models[0], args, work)
             results["app_vs_cli"] = live
             print(f"{args.models[0]:<11} started from the Training page with live charts ({live['redraws']} redraws): "
                   f"{live['app_img_per_s']:.0f} img/s vs {live['cli_img_per_s']:.0f} img/s as the CLI trains "
