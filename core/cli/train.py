@@ -195,6 +195,7 @@ def resolve_config(args: argparse.Namespace, models_dir: Path) -> TrainConfig:
 def train(args: argparse.Namespace, out: Output) -> int:
     from core import runs
     from core.runs import create_run
+    from core.training.distributed import Launcher
     from core.training.engine import Trainer
     from core.workspace import Workspace
 
@@ -207,6 +208,8 @@ def train(args: argparse.Namespace, out: Output) -> int:
     if args.resume:
         run_dir = find_run(args.resume)
         config = TrainConfig.of_run(runs.read_config(run_dir))
+        if not isinstance(args.nproc, Unset):  # a run may go on in another number of processes
+            config = dataclasses.replace(config, nproc=convert("nproc", int, args.nproc)).validated()
         if args.print_config:
             if args.more_epochs is not None:
                 config.epochs = int(runs.read_summary(run_dir).get("epochs_done", 0)) + args.more_epochs
@@ -215,7 +218,8 @@ def train(args: argparse.Namespace, out: Output) -> int:
         if args.more_epochs is not None:
             from core.training.more import add_epochs
 
-            config, from_checkpoint = add_epochs(run_dir, args.more_epochs), True
+            more = add_epochs(run_dir, args.more_epochs)
+            config, from_checkpoint = dataclasses.replace(more, nproc=config.nproc), True
         else:
             from_checkpoint = runs.resume_from_checkpoint(run_dir)
     else:
@@ -231,7 +235,9 @@ def train(args: argparse.Namespace, out: Output) -> int:
     stop = threading.Event()
     _stop_on_ctrl_c(stop)
     out.emit({"run": str(run_dir), "event": "start"}, out.t("training.cli.started", run=run_dir))
-    summary = Trainer(config, run_dir, cache_dir=ws.cache, stop=stop, on_record=on_record).run(resume=from_checkpoint)
+    # --nproc N > 1: the same training in N processes under torchrun (core.training.distributed)
+    runner = Trainer if config.nproc == 1 else Launcher
+    summary = runner(config, run_dir, cache_dir=ws.cache, stop=stop, on_record=on_record).run(resume=from_checkpoint)
     out.emit({"run": str(run_dir), "summary": summary},
              out.t("training.cli.done", status=summary["status"], best=summary.get("best_val_acc") or 0.0,
                    test=summary.get("test_acc") if summary.get("test_acc") is not None else float("nan"), run=run_dir))

@@ -107,18 +107,29 @@ class Batches:
         return full + (1 if rest > 1 or (rest == 1 and self.preset is None) else 0)
 
     def __iter__(self):
+        order = self.order()
+        for b in range(len(self)):
+            yield self.make(order[b * self.batch_size:(b + 1) * self.batch_size])
+
+    def order(self) -> torch.Tensor:
+        """This epoch's image indices, in batch order (draws from `generator` when training)."""
         n = len(self.images)
         if self.draw_weights is not None:
-            order = torch.multinomial(self.draw_weights, n, replacement=True, generator=self.generator)
-        elif self.preset is not None:
-            order = torch.randperm(n, generator=self.generator)
+            return torch.multinomial(self.draw_weights, n, replacement=True, generator=self.generator)
+        if self.preset is not None:
+            return torch.randperm(n, generator=self.generator)
+        return torch.arange(n)
+
+    def make(self, idx: torch.Tensor, draws: dict[str, torch.Tensor] | None = None):
+        """(input, labels, indices) of the images `idx`; augmented with `draws` (Augmentation.draw's
+        parameters, one row per image) when given, else with parameters drawn now."""
+        x = self.images.batch(idx)
+        if self.augmentation is not None:
+            if draws is None:
+                draws = self.augmentation.draw(len(idx), self.generator)
+            x = self.augmentation.apply(x, draws)
         else:
-            order = torch.arange(n)
-        for b in range(len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            x = self.images.batch(idx)
-            x = (self.augmentation(x, self.generator) if self.augmentation is not None
-                 else to_float(centre_crop(x, self.img_size)))
-            x = normalize(x, self.mean, self.std)
-            x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-            yield x, self.images.labels[idx].to(self.device, non_blocking=True), idx
+            x = to_float(centre_crop(x, self.img_size))
+        x = normalize(x, self.mean, self.std)
+        x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        return x, self.images.labels[idx].to(self.device, non_blocking=True), idx

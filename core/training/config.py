@@ -43,6 +43,10 @@ class TrainConfig:
     (N / (classes * n_c)); "sampler" draws each epoch's training images with replacement, each
     with chance 1 / its class's count, so the classes come up about equally often. The
     validation loss stays the plain one, comparable between runs.
+
+    `nproc` > 1 trains in that many processes launched by torchrun (DDP, one per GPU on CUDA:
+    core.training.distributed); `batch_size` stays the batch of one optimizer step, shared
+    among them, so a run learns the same with any `nproc`.
     """
 
     data: str                               # split folder (train/, val/, test/, split.json)
@@ -75,6 +79,7 @@ class TrainConfig:
     phase2_from_best: bool = False          # phase 2 starts from phase 1's best weights (best.pt)
     frozen_bn: str = "eval"                 # BatchNorm in frozen layers: "eval" keeps its statistics
     device: str = "auto"
+    nproc: int = 1                          # processes (one per GPU) under torchrun; batch_size is their total
     seed: int = 42
     amp: bool = True                        # mixed precision, on CUDA only
     tensorboard: bool = False
@@ -123,6 +128,11 @@ class TrainConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise UserError("training.config_positive", field=name, value=value)
+        if not self.nproc >= 1:
+            raise UserError("training.config_positive", field="nproc", value=self.nproc)
+        if self.batch_size < 2 * self.nproc:  # every process needs two images of each batch (BatchNorm)
+            raise UserError("training.ddp.batch_small", batch=self.batch_size, nproc=self.nproc,
+                            least=2 * self.nproc)
         typed_mean_std(self.normalization)
         # a dict is stored complete, so config.json says every setting the run used
         self.augment = (_checked_preset(self.augment, self.img_size) if isinstance(self.augment, str)

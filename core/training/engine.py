@@ -20,7 +20,7 @@ from core.atomic import write_json
 from core.errors import UserError
 from core.training import checkpoint
 from core.training.balance import class_weights
-from core.training.batches import Batches, load_data
+from core.training.batches import Batches, Data, load_data
 from core.training.config import TrainConfig, phase_config, phase_lr
 from core.training.evaluate import evaluate_run
 from core.training.loops import OnRecord, Record, Stopped, loss_and_accuracy, predict_batches, train_one_epoch
@@ -56,6 +56,9 @@ class Trainer:
         self.stop = stop or threading.Event()
         self._on_record, self.on_progress, self._on_history = on_record, on_progress, on_history
         self.progress: dict[str, Any] = {}
+        # False on the DDP ranks other than 0 (core.training.ddp_worker): they train, rank 0 alone
+        # writes the run folder (metrics, checkpoints, config, summary, TensorBoard, the test).
+        self.writes = True
 
     def say(self, progress: dict[str, Any]) -> None:
         """Tell the page what the run is doing now (see PHASES)."""
@@ -64,7 +67,8 @@ class Trainer:
             self.on_progress(progress)
 
     def record(self, rec: Record) -> None:
-        runs.append_metrics(self.run_dir, rec)
+        if self.writes:
+            runs.append_metrics(self.run_dir, rec)
         if self._on_record is not None:
             self._on_record(rec)
 
@@ -78,8 +82,7 @@ class Trainer:
         self.device = devices.resolve(cfg.device)
         self.amp = cfg.amp and self.device.type == "cuda"
         self.say({"phase": "loading"})
-        self.data = load_data(cfg, self.cache_dir, on_caching=lambda part, done, total: self.say(
-            {"phase": "caching", "part": part, "done": done, "total": total}))
+        self.data = self._load_data()
         self.say({"phase": "building"})
         torch.manual_seed(cfg.seed)
         # A resumed run's weights all come from last.pt: its pretrained or local file may be gone.
@@ -146,6 +149,7 @@ class Trainer:
         self.phase_frozen = frozen
         counts = self.freeze(self.model, "head" if frozen else cfg.model.get("freeze", "all"), cfg.frozen_bn)
         self.trainable = counts.trainable
+        self.net: nn.Module = self.model  # what the training loop calls: the model, or its DDP wrapper
         second = cfg.freeze_epochs > 0 and not frozen
         phase_epochs = cfg.freeze_epochs if frozen else cfg.epochs - cfg.freeze_epochs
         phase = phase_config(cfg, second)
@@ -159,7 +163,13 @@ class Trainer:
         if best.is_file():
             self.model.load_state_dict(checkpoint.load(best)["model"])
 
+    def _load_data(self) -> Data:
+        return load_data(self.cfg, self.cache_dir, on_caching=lambda part, done, total: self.say(
+            {"phase": "caching", "part": part, "done": done, "total": total}))
+
     def _write_config(self) -> None:
+        if not self.writes:
+            return
         recorded = {k: v for k, v in runs.read_config(self.run_dir).items() if k == "split_id"}
         write_json(self.run_dir / "config.json", self.cfg.to_dict() | recorded | {
             "classes": self.data.classes, "display_names": self.data.display_names,
@@ -174,6 +184,8 @@ class Trainer:
                 "epoch": self.epoch}
 
     def _save_last(self) -> None:
+        if not self.writes:
+            return
         checkpoint.save(self._checkpoint_info() | {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
@@ -194,9 +206,9 @@ class Trainer:
                 UserError("training.oom", batch=self.cfg.batch_size, size=self.cfg.img_size)
                 if _out_of_memory(err) else None)
             if known is None:
-                runs.update_summary(self.run_dir, status="failed", message=f"{type(err).__name__}: {err}")
+                self._update_summary(status="failed", message=f"{type(err).__name__}: {err}")
                 raise
-            runs.update_summary(self.run_dir, status="failed", message=known.message(), message_key=known.key,
+            self._update_summary(status="failed", message=known.message(), message_key=known.key,
                                 message_params=known.params)
             if known is err:
                 raise
@@ -213,10 +225,11 @@ class Trainer:
             self._save_last()
         self._write_config()
         if resume:
-            runs.truncate_metrics(self.run_dir, self.epoch)
+            if self.writes:
+                runs.truncate_metrics(self.run_dir, self.epoch)
             if self._on_history is not None:
                 self._on_history(runs.read_metrics(self.run_dir))
-        runs.update_summary(self.run_dir, status="running", message="", message_key="", message_params={},
+        self._update_summary(status="running", message="", message_key="", message_params={},
                             params=self.summary.total_params,
                             trainable_params=self.trainable, flops=self.summary.flops,
                             device=devices.describe(self.device), **runs.owner())
@@ -228,9 +241,9 @@ class Trainer:
             # schedulers such as one-cycle when resumed.
             status = "stopped"
         seconds = runs.read_summary(self.run_dir).get("seconds", 0.0) + time.time() - started
-        summary = runs.update_summary(self.run_dir, status=status, seconds=round(seconds, 2),
+        summary = self._update_summary(status=status, seconds=round(seconds, 2),
                                       epochs_done=self.epoch, best_val_acc=max(self.best_val_acc, 0.0))
-        if status == "finished" and self.data.n_test:
+        if status == "finished" and self.data.n_test and self.writes:
             self.say(self.progress | {"phase": "testing"})
             summary = self._final_test()
         return summary
@@ -261,7 +274,7 @@ class Trainer:
                     if cfg.phase2_from_best:
                         self._load_best()
                     self._start_phase(self.epoch)
-                    runs.update_summary(self.run_dir, trainable_params=self.trainable)
+                    self._update_summary(trainable_params=self.trainable)
                 epoch = self.epoch + 1
                 t0 = time.perf_counter()
                 n_batches = len(self.train_batches)
@@ -293,13 +306,13 @@ class Trainer:
                 if self.progress.get("phase") != "training":
                     on_batch(0, 0)  # training has begun: its first batch can take a while (a cold start)
                 train_loss, train_acc, seen, self.step = train_one_epoch(
-                    self.model, self.criterion, self.optimizer, self.train_batches, epoch=epoch, step=self.step,
+                    self.net, self.criterion, self.optimizer, self.train_batches, epoch=epoch, step=self.step,
                     log_every=cfg.log_every, scheduler=self.scheduler if self.per_step else None,
                     scaler=self.scaler, amp=self.amp, stop=self.stop, on_record=self.record,
                     on_batch=on_batch, on_step=on_step if writer is not None else None)
                 train_time = time.perf_counter() - t0
-                val_loss, val_acc = loss_and_accuracy(predict_batches(self.model, self.val_batches, self.amp),
-                                                      self.data.val.labels)
+                train_loss, train_acc, seen = self._totals(train_loss, train_acc, seen)
+                val_loss, val_acc = self._validate()
                 lr = _lr(self.optimizer)
                 self._step_scheduler(val_loss, val_acc)
                 seen_total += seen
@@ -313,10 +326,10 @@ class Trainer:
                 if writer is not None:
                     for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
                         writer.add_scalar(key.replace("_", "/", 1) if "_" in key else key, rec[key], epoch)
-                if improved:
+                if improved and self.writes:
                     checkpoint.save(self._checkpoint_info() | {"val_acc": val_acc}, self.run_dir / "best.pt")
                 self._save_last()
-                runs.update_summary(self.run_dir, epochs_done=epoch, best_val_acc=self.best_val_acc,
+                self._update_summary(epochs_done=epoch, best_val_acc=self.best_val_acc,
                                     img_per_s=round(seen_total / train_seconds, 2))
                 if cfg.early_stop_patience and self.bad_epochs >= cfg.early_stop_patience:
                     self.record({"type": "note", "epoch": epoch, "key": "training.early_stopped"})
@@ -324,6 +337,19 @@ class Trainer:
         finally:
             if writer is not None:
                 writer.close()
+
+    def _totals(self, train_loss: float, train_acc: float, seen: int) -> tuple[float, float, int]:
+        """The epoch's training loss, accuracy and images over every process (DDP: all ranks')."""
+        return train_loss, train_acc, seen
+
+    def _validate(self) -> tuple[float, float]:
+        """Validation loss and accuracy (DDP: each rank predicts its part, the sums are shared)."""
+        return loss_and_accuracy(predict_batches(self.model, self.val_batches, self.amp), self.data.val.labels)
+
+    def _update_summary(self, **fields: Any) -> dict[str, Any]:
+        if not self.writes:
+            return runs.read_summary(self.run_dir) | fields
+        return runs.update_summary(self.run_dir, **fields)
 
     def _step_scheduler(self, val_loss: float, val_acc: float) -> None:
         if self.scheduler is None or self.per_step:
@@ -345,7 +371,7 @@ class Trainer:
         return improved
 
     def _tensorboard(self):
-        if not self.cfg.tensorboard:
+        if not self.cfg.tensorboard or not self.writes:
             return None
         from torch.utils.tensorboard import SummaryWriter
 

@@ -2,7 +2,8 @@
 
 The worker thread trains one run at a time and appends plain records to the job's log under
 the registry's lock; pages read copies (`snapshot`) and never touch the model. The worker
-exists only while there is work, so stopping everything leaves no thread behind.
+exists only while there is work, so stopping everything leaves no thread behind. A run with
+`nproc` > 1 trains in processes under torchrun, which the worker thread follows and stops.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from core.errors import UserError
 from core import runs
 from core.training.config import TrainConfig
 from core.runs import create_run
+from core.training.distributed import Launcher
 from core.training.engine import Trainer
 from core.training.more import add_epochs
 
@@ -190,8 +192,10 @@ class JobRegistry:
             with self._lock:
                 job.records = records + job.records
 
-        trainer = Trainer(job.config, job.run_dir, cache_dir=job.cache_dir, stop=job.stop,
-                          on_record=on_record, on_progress=on_progress, on_history=on_history)
+        # more than one process: torchrun's ranks train, this thread follows them (core.training.distributed)
+        runner = Trainer if job.config.nproc == 1 else Launcher
+        trainer = runner(job.config, job.run_dir, cache_dir=job.cache_dir, stop=job.stop,
+                         on_record=on_record, on_progress=on_progress, on_history=on_history)
         try:
             summary = trainer.run(resume=job.resume)
             # A finished run may carry a note (its test evaluation could not run).

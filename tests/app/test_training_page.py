@@ -215,6 +215,8 @@ def shows_config(at: AppTest, cfg) -> None:
 
     w = form_widgets(at)
     for f in dataclasses.fields(TrainConfig):
+        if f.name == "nproc" and "train_nproc" not in w:  # offered only with several cores or GPUs
+            continue
         if f.name not in ("data", "model", "augment", "normalization", "log_every"):
             assert w[f"train_{f.name}"].value == getattr(cfg, f.name), f.name
     backbone = f"{cfg.model.get('backbone')} ({i18n.t('training.backbone', 'en')})"
@@ -574,3 +576,27 @@ def test_a_fresh_split_starts_from_the_suggested_recipe_with_its_reasons(demo_sp
     assert runs.read_summary(run.path)["status"] == "finished"
     again = open_page()
     assert again.selectbox(key="train_recipe").value == "none"
+
+def test_processes_are_offered_with_several_cores_and_train_under_torchrun(demo_split, monkeypatch):
+    """'Processes / GPUs' shows where there is more than one core or GPU; 2 trains the run in two
+    processes (torchrun) whose records reach the page's run as a one-process run's do."""
+    from core.training import distributed
+
+    label = i18n.t("training.nproc", "en")
+    monkeypatch.setattr(distributed, "max_processes", lambda: 1)
+    assert not [w for w in open_page().number_input if w.label == label]
+    monkeypatch.setattr(distributed, "max_processes", lambda: 2)
+    at = open_page()
+    widget = lambda kind, key: next(w for w in at.get(kind) if w.label == i18n.t(key, "en"))
+    widget("number_input", "training.img_size").set_value(32)
+    widget("number_input", "training.batch_size").set_value(8)
+    widget("number_input", "training.epochs").set_value(1)
+    widget("number_input", "training.nproc").set_value(2)
+    next(b for b in at.button if b.label == i18n.t("training.start", "en")).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    [run] = runs.list_runs(demo_split.runs)
+    assert registry().wait(timeout=120)
+    summary = runs.read_summary(run.path)
+    assert runs.read_config(run.path)["nproc"] == 2 and summary["status"] == "finished"
+    assert summary["device"].startswith("2 × ") and runs.read_metrics(run.path, "epoch")
+    assert [r["epoch"] for r in registry().snapshot(run.id)["records"] if r["type"] == "epoch"] == [1]
