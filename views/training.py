@@ -20,8 +20,8 @@ from core.runs.compare import load_view
 from core import runs
 from core.runs import advice, compare
 from core.training.balance import suggested_balance
-from core.training.config import (BALANCES, EARLY_STOP_METRICS, FROZEN_BN, OPTIMIZERS, PLATEAU_METRICS, SCHEDULERS,
-                                  TrainConfig)
+from core.training.config import (BALANCES, CACHES, EARLY_STOP_METRICS, FROZEN_BN, OPTIMIZERS, PLATEAU_METRICS,
+                                  SCHEDULERS, TrainConfig)
 from core.training import distributed
 from core.training.jobs import registry
 from core.training.live import WatchingTabs
@@ -304,12 +304,15 @@ def settings_form() -> TrainConfig | None:
                                        key="train_frozen_bn", format_func=lambda m: ui.t(f"training.frozen_bn.{m}"))
             tensorboard = c[1].checkbox(ui.t("training.tensorboard"), key="train_tensorboard")
             amp = c[1].checkbox(ui.t("training.amp"), value=True, help=ui.t("training.amp_help"), key="train_amp")
+            c = st.columns(2)
+            cache = c[0].selectbox(ui.t("training.cache"), CACHES, key="train_cache", help=ui.t("training.cache_help"),
+                                   format_func=lambda m: ui.t(f"training.cache.{m}"))
             most = distributed.max_processes()  # GPUs, else cores: offered only where there are several
             if most > 1:
                 if ss.get("train_nproc", 1) > most:  # settings from a bigger machine
                     ss.train_nproc = most
-                nproc = st.columns(2)[0].number_input(ui.t("training.nproc"), 1, most, 1, key="train_nproc",
-                                                      help=ui.t("training.nproc_help"))
+                nproc = c[1].number_input(ui.t("training.nproc"), 1, most, 1, key="train_nproc",
+                                          help=ui.t("training.nproc_help"))
             else:
                 nproc = 1
             st.caption(ui.t("training.sched.title"))
@@ -361,7 +364,7 @@ def settings_form() -> TrainConfig | None:
         tensorboard=tensorboard, histogram_every=int(histogram_every), plateau_metric=plateau_metric,
         plateau_patience=int(plateau_patience), phase2_lr=float(phase2_lr), phase2_step_size=int(phase2_step),
         phase2_gamma=float(phase2_gamma), phase2_from_best=phase2_from_best,
-        tensorboard_batch_every=int(tb_every), balance=balance, nproc=int(nproc)).validated()
+        tensorboard_batch_every=int(tb_every), balance=balance, cache=cache, nproc=int(nproc)).validated()
 
 
 def balance_field(split: str) -> str:

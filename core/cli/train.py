@@ -21,6 +21,7 @@ from core.errors import UserError
 from core.i18n import cli_lang, t
 from core.training.config import (
     BALANCES,
+    CACHES,
     EARLY_STOP_METRICS,
     FROZEN_BN,
     NORMALIZATIONS,
@@ -36,7 +37,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # Listed in --help only: a wrong value gets core's own translated message (and JSON with --json).
 CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "augment": AUGMENTS, "device": DEVICES,
            "normalization": NORMALIZATIONS, "early_stop_metric": EARLY_STOP_METRICS, "frozen_bn": FROZEN_BN,
-           "plateau_metric": PLATEAU_METRICS, "balance": BALANCES}
+           "plateau_metric": PLATEAU_METRICS, "balance": BALANCES, "cache": CACHES}
 METAVARS = {"data": "SPLIT", "model": "NAME_OR_SPEC"}
 NOT_KIND = {int: "training.cli.not_int", float: "training.cli.not_float", bool: "training.cli.not_bool",
             str: "training.cli.not_text"}

@@ -62,9 +62,9 @@ def load_data(cfg: TrainConfig, cache_dir: Path | None, on_caching: OnCaching | 
         return None if on_caching is None else lambda done, total: on_caching(part, done, total)
 
     train = load_images(cfg.data, "train", plan.stored_side, cache_dir, mode=plan.resize_mode,
-                        on_progress=heard("train"))
+                        on_progress=heard("train"), cache=cfg.cache)
     side, mode = eval_transform(cfg.augment, cfg.img_size)
-    val = load_images(cfg.data, "val", side, cache_dir, mode=mode, on_progress=heard("val"))
+    val = load_images(cfg.data, "val", side, cache_dir, mode=mode, on_progress=heard("val"), cache=cfg.cache)
     mean, std = mean_std(cfg.normalization, train)
     classes = list(info.get("classes") or train.classes)
     return Data(train, val, count_images(cfg.data, "test", train.classes), classes,

@@ -14,6 +14,7 @@ EARLY_STOP_METRICS = ("val_acc", "val_loss")
 PLATEAU_METRICS = ("val_acc", "val_loss")
 FROZEN_BN = ("eval", "train")
 BALANCES = ("none", "weights", "sampler")  # core.training.balance
+CACHES = ("auto", "memory", "disk", "stream")  # how decoded images are held: core.data.cache
 
 
 @dataclass
@@ -79,6 +80,7 @@ class TrainConfig:
     phase2_from_best: bool = False          # phase 2 starts from phase 1's best weights (best.pt)
     frozen_bn: str = "eval"                 # BatchNorm in frozen layers: "eval" keeps its statistics
     device: str = "auto"
+    cache: str = "auto"                     # decoded images in "memory", on "disk" (mapped), "stream"ed; auto: by size
     nproc: int = 1                          # processes (one per GPU) under torchrun; batch_size is their total
     seed: int = 42
     amp: bool = True                        # mixed precision, on CUDA only
@@ -116,6 +118,7 @@ class TrainConfig:
             "plateau_metric": (self.plateau_metric, PLATEAU_METRICS),
             "frozen_bn": (self.frozen_bn, FROZEN_BN),
             "balance": (self.balance, BALANCES),
+            "cache": (self.cache, CACHES),
         }
         if isinstance(self.normalization, str):
             checks["normalization"] = (self.normalization, NORMALIZATIONS)
