@@ -8,13 +8,15 @@ from typing import Any
 from core.errors import UserError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "step", "plateau", "cosine", "onecycle")
+SCHEDULERS = ("none", "step", "plateau", "cosine", "onecycle", "triangle")
 NORMALIZATIONS = ("imagenet", "dataset")  # or typed: {"mean": [r, g, b], "std": [r, g, b]}
 EARLY_STOP_METRICS = ("val_acc", "val_loss")
 PLATEAU_METRICS = ("val_acc", "val_loss")
 FROZEN_BN = ("eval", "train")
 BALANCES = ("none", "weights", "sampler")  # core.training.balance
 CACHES = ("auto", "memory", "disk", "stream")  # how decoded images are held: core.data.cache
+TTAS = ("none", "flip", "flip_shift")  # core.training.loops.tta_logits
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")  # core.training.memory_format
 
 
 @dataclass
@@ -67,6 +69,8 @@ class TrainConfig:
     plateau_metric: str = "val_acc"         # ReduceLROnPlateau watches this (mode max for acc, min for loss)
     plateau_patience: int = 2               # ReduceLROnPlateau: epochs without progress before a decay
     label_smoothing: float = 0.0
+    bias_lr_factor: float = 1.0             # BatchNorm biases' lr multiplier (core.training.optim.make_optimizer)
+    tta: str = "none"                       # test-time augmentation of the final evaluation
     balance: str = "none"                   # unbalanced classes: "weights" (loss) or "sampler" (batches)
     augment: str | dict[str, Any] = "seed"
     normalization: str | dict[str, Any] = "imagenet"
@@ -80,10 +84,11 @@ class TrainConfig:
     phase2_from_best: bool = False          # phase 2 starts from phase 1's best weights (best.pt)
     frozen_bn: str = "eval"                 # BatchNorm in frozen layers: "eval" keeps its statistics
     device: str = "auto"
-    cache: str = "auto"                     # decoded images in "memory", on "disk" (mapped), "stream"ed; auto: by size
     nproc: int = 1                          # processes (one per GPU) under torchrun; batch_size is their total
+    cache: str = "auto"                     # decoded images in "memory", on "disk" (mapped), "stream"ed; auto: by size
     seed: int = 42
     amp: bool = True                        # mixed precision, on CUDA only
+    memory_format: str = "auto"             # channels_last, contiguous, or auto: the faster (timed at start)
     tensorboard: bool = False
     histogram_every: int = 100              # steps between weight/gradient histograms
     log_every: int = 10                     # steps between iteration-loss records
@@ -119,6 +124,8 @@ class TrainConfig:
             "frozen_bn": (self.frozen_bn, FROZEN_BN),
             "balance": (self.balance, BALANCES),
             "cache": (self.cache, CACHES),
+            "tta": (self.tta, TTAS),
+            "memory_format": (self.memory_format, MEMORY_FORMATS),
         }
         if isinstance(self.normalization, str):
             checks["normalization"] = (self.normalization, NORMALIZATIONS)
@@ -126,8 +133,8 @@ class TrainConfig:
             if value not in choices:
                 raise UserError("training.config_choice", field=name, value=value, choices=", ".join(choices))
         positive = {"img_size": self.img_size, "batch_size": self.batch_size, "epochs": self.epochs,
-                    "lr": self.lr, "log_every": self.log_every, "histogram_every": self.histogram_every,
-                    "tensorboard_batch_every": self.tensorboard_batch_every}
+                    "lr": self.lr, "bias_lr_factor": self.bias_lr_factor, "log_every": self.log_every,
+                    "histogram_every": self.histogram_every, "tensorboard_batch_every": self.tensorboard_batch_every}
         for name, value in positive.items():
             if not value > 0:
                 raise UserError("training.config_positive", field=name, value=value)

@@ -16,6 +16,7 @@ from torch import nn
 
 PROBE_PIXELS = 64 * 64 * 64  # images in a probe batch: this many pixels, at least 4, at most a batch
 PROBE_STEPS = 2
+_decided: dict[tuple, bool] = {}
 
 
 def _sync(device: torch.device) -> None:
@@ -45,6 +46,15 @@ def use_channels_last(choice: str, model: nn.Module, img_size: int, batch_size: 
         return choice == "channels_last"
     if device.type not in ("cpu", "cuda"):
         return False
+    # Decided once per architecture, size and device in a process: runs of the same settings
+    # (a queue, a stopped run and its rerun) then sum their floats in the same order.
+    key = (str(model), img_size, batch_size, str(device))
+    if key not in _decided:
+        _decided[key] = _faster(model, img_size, batch_size, device)
+    return _decided[key]
+
+
+def _faster(model: nn.Module, img_size: int, batch_size: int, device: torch.device) -> bool:
     probe = copy.deepcopy(model).to(device).train()
     n = max(4, min(batch_size, PROBE_PIXELS // img_size**2))
     x = torch.randn(n, 3, img_size, img_size,

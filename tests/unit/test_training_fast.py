@@ -166,12 +166,16 @@ def test_a_resumed_fast_run_continues_exactly(fast_run, split, tmp_path):
 
 
 def test_auto_layout_times_a_copy_and_leaves_the_model_and_random_state_alone():
+    from core.training import memory_format
+
+    memory_format._decided.clear()  # the probe runs (not a decision remembered from another test)
     net = build_model({"preset": "fast_cnn"}, 3, 32).train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     torch.manual_seed(5)
     rng = torch.get_rng_state()
     choice = use_channels_last("auto", net, 32, 8, torch.device("cpu"))
-    assert isinstance(choice, bool)
+    assert isinstance(choice, bool) and len(memory_format._decided) == 1
+    assert use_channels_last("auto", net, 32, 8, torch.device("cpu")) is choice  # decided once
     assert torch.equal(torch.get_rng_state(), rng)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert use_channels_last("contiguous", net, 32, 64, torch.device("cpu")) is False
