@@ -17,6 +17,7 @@ from torch import nn
 from core import device as devices
 from core import runs
 from core.atomic import write_json
+from core.data.augment import centre_crop, normalize, to_float
 from core.errors import UserError
 from core.training import checkpoint
 from core.training.balance import class_weights
@@ -24,7 +25,8 @@ from core.training.batches import Batches, Data, load_data
 from core.training.config import TrainConfig, phase_config, phase_lr
 from core.training.evaluate import evaluate_run
 from core.training.loops import OnRecord, Record, Stopped, loss_and_accuracy, predict_batches, train_one_epoch
-from core.training.optim import FIXED_LENGTH, OPTIMIZERS, SCHEDULERS
+from core.training.memory_format import use_channels_last
+from core.training.optim import FIXED_LENGTH, SCHEDULERS, make_optimizer
 from core.training.threads import ThreadGovernor
 
 OnProgress = Callable[[dict[str, Any]], None]
@@ -87,9 +89,14 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         # A resumed run's weights all come from last.pt: its pretrained or local file may be gone.
         model = build_model(without_weights(cfg.model) if resume else cfg.model, len(self.data.classes), cfg.img_size)
+        if not resume and hasattr(model, "init_from_data"):
+            model.init_from_data(self._sample())
         self.summary = summarize(model, cfg.img_size)
         self.freeze = freeze
-        self.channels_last = self.device.type == "cuda"
+        # A resumed run keeps the layout it trained in: float sums then continue exactly.
+        kept = runs.read_summary(self.run_dir).get("memory_format") if resume else None
+        self.channels_last = (kept == "channels_last" if kept else
+                              use_channels_last(cfg.memory_format, model, cfg.img_size, cfg.batch_size, self.device))
         self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last
                               else torch.contiguous_format)
         weights = (class_weights(self.data.train.labels, len(self.data.classes)).to(self.device)
@@ -125,6 +132,13 @@ class Trainer:
             if runs.read_summary(self.run_dir).get("continued_from") == self.epoch:
                 self._continue()
 
+    def _sample(self, n: int = 5000) -> torch.Tensor:
+        """Up to `n` training images as the model sees them unaugmented, chosen at random by the
+        run's seed: for a network that sets some weights from the data (fastnet's whitening)."""
+        train = self.data.train
+        idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.cfg.seed))[:n].sort().values
+        return normalize(to_float(centre_crop(train.batch(idx), self.cfg.img_size)), self.data.mean, self.data.std)
+
     def _continue(self) -> None:
         """A finished run given more epochs (core.training.more): the patience count starts
         again, and a schedule that ends at a set epoch runs again over the added epochs from
@@ -136,7 +150,7 @@ class Trainer:
         second = cfg.freeze_epochs > 0 and not self.phase_frozen
         lr = phase_lr(cfg, second)
         for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] = lr
+            group["lr"] = group["initial_lr"] = lr * group.get("lr_factor", 1.0)
         factory, _ = SCHEDULERS[cfg.scheduler]
         self.scheduler = factory(self.optimizer, phase_config(cfg, second), cfg.epochs - self.epoch,
                                  len(self.train_batches))
@@ -153,7 +167,7 @@ class Trainer:
         second = cfg.freeze_epochs > 0 and not frozen
         phase_epochs = cfg.freeze_epochs if frozen else cfg.epochs - cfg.freeze_epochs
         phase = phase_config(cfg, second)
-        self.optimizer = OPTIMIZERS[cfg.optimizer](self.model.parameters(), phase, phase_lr(cfg, second))
+        self.optimizer = make_optimizer(self.model, phase, phase_lr(cfg, second))
         factory, self.per_step = SCHEDULERS[cfg.scheduler]
         self.scheduler = factory(self.optimizer, phase, phase_epochs, len(self.train_batches))
 
@@ -232,7 +246,8 @@ class Trainer:
         self._update_summary(status="running", message="", message_key="", message_params={},
                             params=self.summary.total_params,
                             trainable_params=self.trainable, flops=self.summary.flops,
-                            device=devices.describe(self.device), **runs.owner())
+                            device=devices.describe(self.device),
+                            memory_format="channels_last" if self.channels_last else "contiguous", **runs.owner())
         try:
             self._loop()
             status = "finished"
