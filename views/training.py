@@ -20,8 +20,8 @@ from core.runs.compare import load_view
 from core import runs
 from core.runs import advice, compare
 from core.training.balance import suggested_balance
-from core.training.config import (BALANCES, CACHES, EARLY_STOP_METRICS, FROZEN_BN, OPTIMIZERS, PLATEAU_METRICS,
-                                  SCHEDULERS, TrainConfig)
+from core.training.config import (BALANCES, CACHES, EARLY_STOP_METRICS, FROZEN_BN, MEMORY_FORMATS, OPTIMIZERS,
+                                  PLATEAU_METRICS, SCHEDULERS, TTAS, TrainConfig)
 from core.training import distributed
 from core.training.jobs import registry
 from core.training.live import WatchingTabs
@@ -315,6 +315,14 @@ def settings_form() -> TrainConfig | None:
                                           help=ui.t("training.nproc_help"))
             else:
                 nproc = 1
+            c = st.columns(3)
+            bias_lr_factor = c[0].number_input(ui.t("training.bias_lr_factor"), 0.01, 1000.0, 1.0, step=1.0,
+                                               key="train_bias_lr_factor", help=ui.t("training.bias_lr_factor_help"))
+            tta = c[1].selectbox(ui.t("training.tta"), TTAS, key="train_tta", help=ui.t("training.tta_help"),
+                                 format_func=lambda m: ui.t(f"training.tta.{m}"))
+            memory_format = c[2].selectbox(ui.t("training.memory_format"), MEMORY_FORMATS, key="train_memory_format",
+                                           help=ui.t("training.memory_format_help"),
+                                           format_func=lambda m: ui.t(f"training.memory_format.{m}"))
             st.caption(ui.t("training.sched.title"))
             c = st.columns(4)
             plateau_patience = c[0].number_input(ui.t("training.plateau_patience"), 0, 100, 2,
@@ -364,7 +372,8 @@ def settings_form() -> TrainConfig | None:
         tensorboard=tensorboard, histogram_every=int(histogram_every), plateau_metric=plateau_metric,
         plateau_patience=int(plateau_patience), phase2_lr=float(phase2_lr), phase2_step_size=int(phase2_step),
         phase2_gamma=float(phase2_gamma), phase2_from_best=phase2_from_best,
-        tensorboard_batch_every=int(tb_every), balance=balance, cache=cache, nproc=int(nproc)).validated()
+        tensorboard_batch_every=int(tb_every), balance=balance, cache=cache, nproc=int(nproc),
+        bias_lr_factor=float(bias_lr_factor), tta=tta, memory_format=memory_format).validated()
 
 
 def balance_field(split: str) -> str:

@@ -24,6 +24,7 @@ from torchvision.ops import SqueezeExcitation
 from core.errors import UserError
 from core.i18n import t
 from core.models.attention import CBAM, ChannelAttention, SpatialAttention
+from core.models.fastnet import Whiten
 from core.models.modes import evaluating
 
 COURSE = "course"  # the layer name that means "the course's layer" (see `course_layer`)
@@ -120,7 +121,7 @@ def kept_layer(layers: list[LayerInfo], name: str) -> LayerInfo | None:
 def _kind(module: nn.Module) -> str | None:
     """What a layer does, as one word of the label (None: a plain container)."""
     kinds: list[tuple[type | tuple[type, ...], str]] = [
-        (nn.Conv2d, "conv"), (nn.BatchNorm2d, "bn"), (NORMS, "norm"), (ACTIVATIONS, "act"), (POOLS, "pool"),
+        (Whiten, "whiten"), (nn.Conv2d, "conv"), (nn.BatchNorm2d, "bn"), (NORMS, "norm"), (ACTIVATIONS, "act"), (POOLS, "pool"),
         ((nn.Dropout, nn.Dropout2d), "dropout"), (CBAM, "attention"), (SpatialAttention, "spatial_att"),
         ((ChannelAttention, SqueezeExcitation), "channel_att"),
     ]

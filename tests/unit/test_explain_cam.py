@@ -26,7 +26,7 @@ from core.explain.layers import course_layer
 from core.explain.render import feature_maps
 from core.models import BACKBONES, PRESETS, build_model
 
-SIZES = {"simple_cnn": 32, "cbam_cnn": 32, "resnet18_cbam": 64, "catdog_cnn": 32}
+SIZES = {"simple_cnn": 32, "cbam_cnn": 32, "resnet18_cbam": 64, "catdog_cnn": 32, "fast_cnn": 32}
 
 
 def model_for(preset: str, classes: int = 4) -> torch.nn.Module:
