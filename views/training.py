@@ -450,8 +450,9 @@ def draw_head(run_id: str, state: dict) -> None:
         st.error(state["message"], icon="⚠️")
     if status in ("running", "queued"):
         st.progress(*status_line(state))
-    if any(r.get("type") == "note" for r in state["records"]):
-        st.info(ui.t("training.early_stopped"))
+    notes = {r["key"]: r.get("params", {}) for r in state["records"] if r.get("type") == "note"}
+    for key, params in notes.items():  # early stopping; how the images are held
+        st.info(ui.t(key, **params))
 
 
 def status_line(state: dict) -> tuple[float, str]:

@@ -232,6 +232,8 @@ def train(args: argparse.Namespace, out: Output) -> int:
     def on_record(record: dict) -> None:
         if record["type"] == "epoch":
             out.emit({k: v for k, v in record.items() if k != "type"}, out.t("training.cli.epoch_line", **record))
+        elif record["type"] == "note":
+            out.emit({"note": record["key"]}, out.t(record["key"], **record.get("params", {})))
 
     stop = threading.Event()
     _stop_on_ctrl_c(stop)

@@ -224,7 +224,7 @@ def load_images(
     split: str,
     img_size: int,
     cache_dir: Path | None = None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int | None = None,
     mode: str = "square",
     on_progress: OnDecoded | None = None,
     cache: str = "auto",
@@ -254,6 +254,7 @@ def load_images(
     if cache not in CACHE_MODES:
         raise ValueError(f"cache must be one of {CACHE_MODES}, not {cache!r}")
     needed = len(paths) * 3 * img_size * img_size
+    memory_budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
     sizes = {"needed_mb": needed // 2**20, "budget_mb": memory_budget // 2**20}
     fits = needed <= memory_budget
     wanted = ("memory" if fits else "disk") if cache == "auto" else cache

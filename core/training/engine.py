@@ -238,6 +238,9 @@ class Trainer:
             # resuming redoes the partial epoch exactly as an uninterrupted run would.
             self._save_last()
         self._write_config()
+        if not resume:  # how the images are held, where it is worth saying (disk-mapped, streamed)
+            for key, params in dict(p.note for p in (self.data.train, self.data.val) if p.note).items():
+                self.record({"type": "note", "epoch": 0, "key": key, "params": params})
         if resume:
             if self.writes:
                 runs.truncate_metrics(self.run_dir, self.epoch)

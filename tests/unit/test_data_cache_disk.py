@@ -201,3 +201,18 @@ def test_a_run_trains_on_the_disk_cache_as_it_does_in_memory(split, tmp_path, mo
     # between two runs in one process (the engine may pick another memory format or thread count)
     assert len(figures["disk"]) == 2
     assert [v for epoch in figures["disk"] for v in epoch] == pytest.approx([v for e in figures["memory"] for v in e], abs=1e-3)
+
+
+def test_a_run_over_the_memory_budget_says_its_images_are_on_disk_in_the_cli_and_the_run(split, tmp_path,
+                                                                                       monkeypatch, capsys):
+    from core import runs
+    from core.cli import main
+
+    monkeypatch.setattr(cache, "DEFAULT_MEMORY_BUDGET", 1000)
+    monkeypatch.setenv("CNN_STUDIO_WORKSPACE", str(tmp_path / "ws"))
+    assert main(["train", "--data", str(split), "--model", "simple_cnn", "--img-size", "24", "--epochs", "1",
+                 "--batch-size", "6"]) == 0
+    [run] = runs.list_runs(tmp_path / "ws" / "runs")
+    notes = [r for r in runs.read_metrics(run.path) if r["type"] == "note"]
+    assert notes == [{"type": "note", "epoch": 0, "key": "data.cache_disk", "params": {"needed_mb": 0, "budget_mb": 0}}]
+    assert i18n.t("data.cache_disk", "en", needed_mb=0, budget_mb=0) in capsys.readouterr().out
