@@ -24,10 +24,12 @@ from core.training.config import (
     CACHES,
     EARLY_STOP_METRICS,
     FROZEN_BN,
+    MEMORY_FORMATS,
     NORMALIZATIONS,
     OPTIMIZERS,
     PLATEAU_METRICS,
     SCHEDULERS,
+    TTAS,
     TrainConfig,
 )
 
@@ -37,7 +39,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # Listed in --help only: a wrong value gets core's own translated message (and JSON with --json).
 CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "augment": AUGMENTS, "device": DEVICES,
            "normalization": NORMALIZATIONS, "early_stop_metric": EARLY_STOP_METRICS, "frozen_bn": FROZEN_BN,
-           "plateau_metric": PLATEAU_METRICS, "balance": BALANCES, "cache": CACHES}
+           "plateau_metric": PLATEAU_METRICS, "balance": BALANCES, "cache": CACHES, "tta": TTAS,
+           "memory_format": MEMORY_FORMATS}
 METAVARS = {"data": "SPLIT", "model": "NAME_OR_SPEC"}
 NOT_KIND = {int: "training.cli.not_int", float: "training.cli.not_float", bool: "training.cli.not_bool",
             str: "training.cli.not_text"}
