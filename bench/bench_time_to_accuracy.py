@@ -129,6 +129,8 @@ def main() -> None:
     parser.add_argument("--work", default=str(ROOT / "workspace" / "bench-tta"), help="data and runs go here")
     parser.add_argument("--plot", default=str(ROOT / "docs" / "bench" / "time_to_accuracy.png"))
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--also", metavar="JSON", help="a recipe's figures from an earlier run of this script "
+                                                       "(same split and budget), shown with these")
     parser.add_argument("extra", nargs="*", help="after --: flags for every `core train`, e.g. -- --epochs 12")
     args = parser.parse_args()
     if not CIFAR_ZIP.is_file():
@@ -150,6 +152,8 @@ def main() -> None:
               f"{res['img_per_s']:.0f} img/s); test {100 * res['test_acc']:.2f}%"
               f"{'' if res['test_in_budget'] else ' (evaluated after the budget)'}; time to val {times}",
               flush=True)
+    if args.also:
+        results += json.loads(Path(args.also).read_text(encoding="utf-8"))
     plot(results, Path(args.plot), args.budget)
     print(f"plot: {args.plot}; load average now {os.getloadavg()[0]:.1f}")
     if args.json:

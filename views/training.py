@@ -307,22 +307,22 @@ def settings_form() -> TrainConfig | None:
             c = st.columns(2)
             cache = c[0].selectbox(ui.t("training.cache"), CACHES, key="train_cache", help=ui.t("training.cache_help"),
                                    format_func=lambda m: ui.t(f"training.cache.{m}"))
+            memory_format = c[1].selectbox(ui.t("training.memory_format"), MEMORY_FORMATS, key="train_memory_format",
+                                           help=ui.t("training.memory_format_help"),
+                                           format_func=lambda m: ui.t(f"training.memory_format.{m}"))
+            c = st.columns([2, 1, 1])
+            tta = c[0].selectbox(ui.t("training.tta"), TTAS, key="train_tta", help=ui.t("training.tta_help"),
+                                 format_func=lambda m: ui.t(f"training.tta.{m}"))
+            bias_lr_factor = c[1].number_input(ui.t("training.bias_lr_factor"), 0.01, 1000.0, 1.0, step=1.0,
+                                               key="train_bias_lr_factor", help=ui.t("training.bias_lr_factor_help"))
             most = distributed.max_processes()  # GPUs, else cores: offered only where there are several
             if most > 1:
                 if ss.get("train_nproc", 1) > most:  # settings from a bigger machine
                     ss.train_nproc = most
-                nproc = c[1].number_input(ui.t("training.nproc"), 1, most, 1, key="train_nproc",
+                nproc = c[2].number_input(ui.t("training.nproc"), 1, most, 1, key="train_nproc",
                                           help=ui.t("training.nproc_help"))
             else:
                 nproc = 1
-            c = st.columns(3)
-            bias_lr_factor = c[0].number_input(ui.t("training.bias_lr_factor"), 0.01, 1000.0, 1.0, step=1.0,
-                                               key="train_bias_lr_factor", help=ui.t("training.bias_lr_factor_help"))
-            tta = c[1].selectbox(ui.t("training.tta"), TTAS, key="train_tta", help=ui.t("training.tta_help"),
-                                 format_func=lambda m: ui.t(f"training.tta.{m}"))
-            memory_format = c[2].selectbox(ui.t("training.memory_format"), MEMORY_FORMATS, key="train_memory_format",
-                                           help=ui.t("training.memory_format_help"),
-                                           format_func=lambda m: ui.t(f"training.memory_format.{m}"))
             st.caption(ui.t("training.sched.title"))
             c = st.columns(4)
             plateau_patience = c[0].number_input(ui.t("training.plateau_patience"), 0, 100, 2,

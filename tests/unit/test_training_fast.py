@@ -184,7 +184,7 @@ def test_auto_layout_times_a_copy_and_leaves_the_model_and_random_state_alone():
 
 def test_the_fast_recipe_resolves_as_documented(split):
     cfg = recipes.load("fast_cifar10").config(split)
-    assert cfg.model == {"preset": "fast_cnn"} and (cfg.img_size, cfg.batch_size, cfg.epochs) == (32, 512, 10)
+    assert cfg.model == {"preset": "fast_cnn"} and (cfg.img_size, cfg.batch_size, cfg.epochs) == (32, 512, 12)
     assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay) == ("sgd", 0.75, 0.85, True, 0.00133)
     assert (cfg.bias_lr_factor, cfg.scheduler, cfg.label_smoothing, cfg.tta) == (64, "triangle", 0.2, "flip_shift")
     assert cfg.augment["crop"] == "random" and cfg.augment["padding"] == 2 and cfg.augment["hflip"] == 0.5
