@@ -132,10 +132,11 @@ class Trainer:
             if runs.read_summary(self.run_dir).get("continued_from") == self.epoch:
                 self._continue()
 
-    def _sample(self, n: int = 5000) -> torch.Tensor:
-        """Up to `n` training images as the model sees them unaugmented, chosen at random by the
-        run's seed: for a network that sets some weights from the data (fastnet's whitening)."""
-        train = self.data.train
+    def _sample(self, pixels: int = 5000 * 32 * 32) -> torch.Tensor:
+        """Training images as the model sees them unaugmented, chosen at random by the run's
+        seed: for a network that sets some weights from the data (fastnet's whitening). 5,000 at
+        32 px, fewer at larger sizes (`pixels` in all), so the sample stays small in memory."""
+        train, n = self.data.train, max(64, min(5000, pixels // self.cfg.img_size**2))
         idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.cfg.seed))[:n].sort().values
         return normalize(to_float(centre_crop(train.batch(idx), self.cfg.img_size)), self.data.mean, self.data.std)
 
