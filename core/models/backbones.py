@@ -14,11 +14,18 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision import models as tvm
 
 from core.atomic import replacing
 from core.errors import UserError
 from core.models.attention import SE, SpatialAttention
+
+def _tvm():
+    """torchvision's models, imported when first needed: it takes about 1.5 s, which a run of a
+    preset (and every command-line start) need not pay."""
+    from torchvision import models
+
+    return models
+
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "efficientnet_b0", "vgg11_bn", "densenet121")
 DOWNLOAD_TIMEOUT_S = 10.0
@@ -47,7 +54,7 @@ class ResNet18CBAM(nn.Module):
 
     def __init__(self, num_classes: int, reduction: int = 16, kernel_size: int = 7) -> None:
         super().__init__()
-        base = tvm.resnet18(weights=None)
+        base = _tvm().resnet18(weights=None)
         self.conv1, self.bn1, self.relu, self.maxpool = base.conv1, base.bn1, base.relu, base.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = base.layer1, base.layer2, base.layer3, base.layer4
         self.att1, self.att2, self.att3, self.att4 = (
@@ -69,7 +76,7 @@ def build_backbone(name: str, num_classes: int) -> nn.Module:
     """A torchvision classifier by its own name, its final Linear replaced for `num_classes`."""
     if name not in BACKBONES:
         raise UserError("models.unknown_backbone", name=name, choices=", ".join(BACKBONES))
-    model = tvm.get_model(name, weights=None)
+    model = _tvm().get_model(name, weights=None)
     parent, attr, linear = _last_linear(model)
     setattr(parent, attr, nn.Linear(linear.in_features, num_classes))
     return model
@@ -79,7 +86,7 @@ def build_backbone(name: str, num_classes: int) -> nn.Module:
 
 def weights_cache_path(name: str) -> Path:
     """Where torchvision keeps the default ImageNet weights of backbone `name`."""
-    url = tvm.get_model_weights(name).DEFAULT.url
+    url = _tvm().get_model_weights(name).DEFAULT.url
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
@@ -101,7 +108,7 @@ def pretrained_state_dict(name: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> dic
     path = weights_cache_path(name)
     if not path.is_file():
         try:
-            _download(tvm.get_model_weights(name).DEFAULT.url, path, timeout)
+            _download(_tvm().get_model_weights(name).DEFAULT.url, path, timeout)
         except (urllib.error.URLError, OSError, TimeoutError) as err:
             raise UserError("models.pretrained_unavailable", name=name, path=str(path), reason=str(err)) from err
     return read_weights_file(path)

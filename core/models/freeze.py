@@ -6,12 +6,12 @@ whatever the backbone.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from types import MethodType
 
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torchvision import models as tvm
 
 from core.errors import UserError
 from core.models.backbones import ResNet18CBAM, head_module_name
@@ -22,13 +22,15 @@ FROZEN_BN_MODES = ("eval", "train")  # frozen BatchNorm: keep its statistics, or
 
 def stages(model: nn.Module) -> list[list[nn.Module]]:
     """The model's body as an ordered list of stages (not counting the stem and the head)."""
-    if isinstance(model, (tvm.ResNet, ResNet18CBAM)):
+    # torchvision's networks exist only once torchvision.models is imported: not imported here
+    tvm = sys.modules.get("torchvision.models")
+    if isinstance(model, ResNet18CBAM) or (tvm and isinstance(model, tvm.ResNet)):
         return [[getattr(model, f"layer{i}")] + ([getattr(model, f"att{i}")] if hasattr(model, f"att{i}") else [])
                 for i in range(1, 5)]
     features = getattr(model, "features", None)
     if not isinstance(features, nn.Sequential):
         return []
-    if isinstance(model, tvm.DenseNet):
+    if tvm and isinstance(model, tvm.DenseNet):
         groups: list[list[nn.Module]] = []
         for name, child in features.named_children():
             if name.startswith("denseblock"):
@@ -36,7 +38,7 @@ def stages(model: nn.Module) -> list[list[nn.Module]]:
             elif groups and (name.startswith("transition") or name == "norm5"):
                 groups[-1].append(child)
         return groups
-    if isinstance(model, tvm.VGG):
+    if tvm and isinstance(model, tvm.VGG):
         groups, current = [], []
         for child in features.children():
             current.append(child)

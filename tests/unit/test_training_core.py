@@ -549,6 +549,22 @@ def test_metrics_match_scikit_learn_on_a_hand_made_example():
     assert 0 < result["top1"] < result["top3"] < result["top5"] == 1  # the example is not trivial
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_per_class_scores_and_confusion_match_scikit_learn_on_random_cases(seed):
+    """Classes absent from the labels, never predicted, or both: scikit-learn's zero_division=0."""
+    rng = np.random.default_rng(seed)
+    n, size = int(rng.integers(2, 8)), int(rng.integers(1, 30))
+    labels = rng.integers(0, n, size) if seed % 3 else rng.integers(0, max(1, n - 2), size)
+    probs = torch.softmax(torch.tensor(rng.normal(size=(size, n)) * 3, dtype=torch.float32), 1)
+    result = metrics(probs, torch.tensor(labels), [str(i) for i in range(n)])
+    pred = probs.argmax(1).numpy()
+    p, r, f, s = precision_recall_fscore_support(labels, pred, labels=range(n), zero_division=0)
+    got = [v for row in result["per_class"] for v in (row["precision"], row["recall"], row["f1"], row["support"])]
+    assert got == pytest.approx([float(v) for row in zip(p, r, f, s) for v in row])
+    assert result["confusion"] == confusion_matrix(labels, pred, labels=range(n)).tolist()
+    assert result["accuracy"] == pytest.approx((pred == labels).mean())
+
+
 def test_metrics_count_a_class_never_predicted():
     probs = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.1, 0.9, 0.0]])
     result = metrics(probs, torch.tensor([0, 2, 1]), ["x", "y", "z"])
