@@ -171,22 +171,22 @@ target = st.number_input(ui.t("compare.target"), min_value=1, max_value=100, ste
                          help=ui.t("compare.target_help"), width=220,
                          on_change=ui.keep, args=("compare_target", "compare_target", False))
 table = compare.metrics_table(views, target / 100)
+# What a run achieved and how soon first (in view at 1,024 px), then what it is made of.
 shown = pd.DataFrame({
     ui.t("compare.col.name"): [names[rid] for rid in table["run"]],
     ui.t("compare.col.model"): table["model"],
-    ui.t("compare.col.params"): table["params"],
-    ui.t("compare.col.flops"): table["flops"].map(lambda f: None if pd.isna(f) else f / 1e6),
     ui.t("compare.col.best_val_acc"): 100 * table["best_val_acc"].astype(float),
     ui.t("compare.col.test_acc"): 100 * table["test_acc"].astype(float),
     ui.t("compare.col.test_top5"): 100 * table["test_top5"].astype(float),
-    ui.t("compare.col.epochs"): table["epochs"],
-    # which run got there first: before the whole run's wall time
     ui.t("compare.col.time_to_best"): table["time_to_best"],
     ui.t("compare.col.time_to_target", target=target): [  # said in words when never reached
         ui.t("compare.not_reached") if pd.isna(epoch) else None if pd.isna(seconds) else f"{seconds:.1f}"
         for seconds, epoch in zip(table["time_to_target"], table["target_epoch"])],
     ui.t("compare.col.seconds"): table["seconds"],
+    ui.t("compare.col.epochs"): table["epochs"],
     ui.t("compare.col.img_per_s"): table["img_per_s"],
+    ui.t("compare.col.params"): table["params"],
+    ui.t("compare.col.flops"): table["flops"].map(lambda f: None if pd.isna(f) else f / 1e6),
     ui.t("compare.col.run"): table["run"],  # the folder id last: the least read, first to scroll away
 })
 shown = shown.dropna(axis="columns", how="all")  # e.g. no top-5 accuracy with 5 classes or fewer
