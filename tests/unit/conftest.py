@@ -1,4 +1,5 @@
-"""Fixtures shared by the unit tests of training: a job registry of its own, and Ctrl-C given back."""
+"""Fixtures shared by the unit tests of training: a job registry of its own, Ctrl-C given back, and
+the thread count held still (`pytestmark = pytest.mark.usefixtures("steady_threads")`)."""
 from __future__ import annotations
 
 import signal
@@ -25,3 +26,14 @@ def keep_ctrl_c():
     previous = signal.getsignal(signal.SIGINT)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture(scope="module")
+def steady_threads():
+    """Runs compared to 1e-5 (an uninterrupted one with a resumed one, say): the thread governor,
+    which follows the other programs' load, would change float sums mid-run, so it holds still."""
+    from core.training import engine
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine.ThreadGovernor, "update", lambda self: self.threads)
+        yield

@@ -13,7 +13,6 @@ import pytest
 
 from core import charts, runs
 from core.runs import compare
-from core.training import engine
 from core.training.more import add_epochs
 from tests.unit.test_training_core import cache, config, split, train  # noqa: F401 - fixtures
 
@@ -114,11 +113,7 @@ def test_curves_against_time_put_each_epoch_at_its_elapsed_time_in_the_unit():
 
 # --- Runs the training engine wrote: stopped mid-epoch and resumed, then given more epochs ----
 
-@pytest.fixture(autouse=True)
-def steady_threads():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine.ThreadGovernor, "update", lambda self: self.threads)
-        yield
+pytestmark = pytest.mark.usefixtures("steady_threads")  # conftest.py
 
 
 def epoch_lines(run_dir) -> list[dict]:

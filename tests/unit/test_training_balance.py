@@ -20,11 +20,7 @@ from tests.unit.test_training_core import cache, config, epoch_figures, split, s
 COUNTS = (40, 10, 6)  # images per class: 40:6 is above the Data page's 3:1
 
 
-@pytest.fixture(autouse=True)
-def steady_threads():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine.ThreadGovernor, "update", lambda self: self.threads)
-        yield
+pytestmark = pytest.mark.usefixtures("steady_threads")  # conftest.py
 
 
 @pytest.fixture(scope="module")

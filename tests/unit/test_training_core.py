@@ -32,13 +32,7 @@ TINY = {"spec": {"name": "tiny", "blocks": [{"out": 8, "bn": True, "pool": "max"
 EPOCH_FIGURES = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def steady_threads():
-    """Resumed runs are compared with uninterrupted ones to 1e-5: the thread governor (which
-    follows the other programs' load) would change float sums mid-run, so it holds still here."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine.ThreadGovernor, "update", lambda self: self.threads)
-        yield
+pytestmark = pytest.mark.usefixtures("steady_threads")  # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from core.data.split import split_dataset
 from core.models import build_model, freeze
 from core.models.fastnet import FastNet
 from core.runs import create_run
-from core.training import checkpoint, engine
+from core.training import checkpoint
 from core.training.config import TrainConfig
 from core.training.engine import Trainer
 from core.training.evaluate import evaluate_run
@@ -27,12 +27,7 @@ from core.training.optim import make_optimizer
 FIGURES = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def steady_threads():
-    """Runs are compared to 1e-5: the thread governor would change float sums mid-run."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine.ThreadGovernor, "update", lambda self: self.threads)
-        yield
+pytestmark = pytest.mark.usefixtures("steady_threads")  # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,7 @@ from core.training.more import add_epochs
 from tests.unit.test_training_core import cache, config, epoch_figures, split, train  # noqa: F401 - fixtures
 
 
-@pytest.fixture(autouse=True)
-def steady_threads():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine.ThreadGovernor, "update", lambda self: self.threads)
-        yield
+pytestmark = pytest.mark.usefixtures("steady_threads")  # conftest.py
 
 
 def continued(cfg_run, cache, more: int, **hooks) -> dict:
