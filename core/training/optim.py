@@ -25,7 +25,7 @@ def make_optimizer(model: nn.Module, c: Any, lr: float) -> torch.optim.Optimizer
     `lr * c.bias_lr_factor` and a weight decay divided by it, so that their decay per step stays
     the others' (a fast recipe's normalisation biases learn at a far higher rate)."""
     params = list(model.parameters())
-    factor = getattr(c, "bias_lr_factor", 1.0)
+    factor = c.bias_lr_factor
     if factor == 1.0:
         return OPTIMIZERS[c.optimizer](params, c, lr)
     norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, _BatchNorm) and m.bias is not None}
@@ -44,6 +44,7 @@ def triangle(step: int, total: int) -> float:
     if step < up:
         return 0.2 + 0.8 * step / up
     return 1.0 - 0.93 * min(1.0, (step - up) / max(1, total - up))
+
 
 # name -> (factory(optimizer, config, epochs, steps_per_epoch), steps per batch rather than per epoch)
 SCHEDULERS: dict[str, tuple[Callable[..., Any], bool]] = {
