@@ -2,10 +2,9 @@
 
 On CUDA channels_last is usually faster for convolutions; on a CPU it depends on the network
 (measured here: 1.19x-1.30x for the small presets at 32 px, 1.7x for fast_cnn at batch 512,
-1.04x for resnet18_cbam), and a
-network of mostly linear layers gains nothing. So the Trainer asks `use_channels_last`, which
-times forward + backward in both layouts on a copy of the model (the model's weights, running
-statistics and the random number generators are left as they were).
+1.04x for resnet18_cbam), and a network of mostly linear layers gains nothing. So the Trainer
+asks `use_channels_last`, which times forward + backward in both layouts on a copy of the model
+(the model's weights, running statistics and the random number generators are left as they were).
 """
 from __future__ import annotations
 
