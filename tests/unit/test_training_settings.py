@@ -25,10 +25,11 @@ from tests.unit.test_training_core import (  # noqa: F401 - shared fixtures
     initial_model,
     scheduled_lrs,
     split,
-    steady_threads,
     stop_after_epoch,
     train,
 )
+
+pytestmark = pytest.mark.usefixtures("steady_threads")  # conftest.py
 
 
 # --- the config ------------------------------------------------------------------------------
