@@ -234,6 +234,13 @@ class Launcher:
         reports = [read_json(p) for p in (control / "errors").glob("rank*.json")]
         reports = sorted((r for r in reports if r), key=lambda r: r.get("time", 0.0))
         text = (control / "torchrun.log").read_text(encoding="utf-8", errors="replace")
+        # A rank SIGKILL ended (killed, out of memory) is the cause, wherever torchrun lists it: the
+        # others' errors (a peer's connection closed) follow from it, and may be observed first.
+        # (torchrun itself ends the other ranks with SIGTERM once one has failed.)
+        reported = {r.get("rank") for r in reports}
+        for rank_no, code, trace in _failures(text):
+            if code == -9 and rank_no not in reported:
+                return UserError("training.ddp.rank_failed", rank=rank_no, processes=self.cfg.nproc, reason=trace)
         cause = text.rpartition("Root Cause")[2]
         rank, why = re.search(r"rank\s*:\s*(\d+)", cause), re.search(r"traceback\s*:\s*(.+)", cause)
         signalled = bool(rank and why and re.search(r"exitcode\s*:\s*-\d+", cause))
@@ -250,3 +257,16 @@ class Launcher:
                              reason=first.get("message", ""))
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         return UserError("training.ddp.failed", code=code, reason=(lines[-1] if lines else "")[:300])
+
+
+def _failures(log: str) -> list[tuple[int, int, str]]:
+    """(rank, exit code, traceback line) of each failure in torchrun's closing report (its
+    "Failures:" and "Root Cause" entries, one "[i]:" block each)."""
+    report = log[log.rfind("Failures:"):] if "Failures:" in log else ""
+    found = []
+    for block in re.split(r"^\[\d+\]:\s*$", report, flags=re.M)[1:]:
+        rank, code = re.search(r"^\s*rank\s*:\s*(\d+)", block, re.M), re.search(r"^\s*exitcode\s*:\s*(-?\d+)", block, re.M)
+        trace = re.search(r"^\s*traceback\s*:\s*(.+)$", block, re.M)
+        if rank and code:
+            found.append((int(rank.group(1)), int(code.group(1)), trace.group(1).strip() if trace else ""))
+    return found

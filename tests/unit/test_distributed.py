@@ -201,3 +201,42 @@ def test_a_killed_rank_fails_the_run_and_says_which(workspace, split, cache):
     summary = runs.read_summary(run_dir)
     assert summary["status"] == "failed" and summary["message"] == err.value.message()
     assert poll(lambda: not ranks_left(), timeout=10), ranks_left()
+
+
+KILLED_AFTER_PEER = """\
+core.training.ddp_worker FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-11-30_14:31:59
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 27935)  (SIGKILL)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 27935
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-11-30_14:31:58
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : 1 (pid: 27934)
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+============================================================
+"""
+
+
+def test_a_killed_rank_is_named_even_when_torchrun_observed_its_peers_error_first(tmp_path, split):  # noqa: F811
+    """The race the end-to-end test above hits now and then: rank 0 fails first (its peer's
+    connection closed) and torchrun calls that the root cause; the killed rank is the cause."""
+    (tmp_path / "errors").mkdir()
+    (tmp_path / "torchrun.log").write_text("E1130 failed (exitcode: 1) local_rank: 0 (pid: 27934)\n"
+                                          + KILLED_AFTER_PEER, encoding="utf-8")
+    (tmp_path / "errors" / "rank0.json").write_text(json.dumps(
+        {"rank": 0, "time": 1.0, "message": "RuntimeError: Connection closed by peer"}), encoding="utf-8")
+    launcher = Launcher.__new__(Launcher)
+    launcher.cfg = config(split, nproc=2)
+    err = launcher._failure(tmp_path, 1)
+    assert err.key == "training.ddp.rank_failed" and err.params["rank"] == 1
+    assert err.params["reason"] == "Signal 9 (SIGKILL) received by PID 27935"
