@@ -17,7 +17,6 @@ from torch import nn
 from core import device as devices
 from core import runs
 from core.atomic import write_json
-from core.data.augment import centre_crop, normalize, to_float
 from core.errors import UserError
 from core.training import checkpoint
 from core.training.balance import class_weights
@@ -138,7 +137,8 @@ class Trainer:
         32 px, fewer at larger sizes (`pixels` in all), so the sample stays small in memory."""
         train, n = self.data.train, max(64, min(5000, pixels // self.cfg.img_size**2))
         idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.cfg.seed))[:n].sort().values
-        return normalize(to_float(centre_crop(train.batch(idx), self.cfg.img_size)), self.data.mean, self.data.std)
+        unaugmented = Batches(train, n, torch.device("cpu"), self.data.mean, self.data.std, img_size=self.cfg.img_size)
+        return unaugmented.make(idx)[0]
 
     def _continue(self) -> None:
         """A finished run given more epochs (core.training.more): the patience count starts
@@ -239,14 +239,14 @@ class Trainer:
             # resuming redoes the partial epoch exactly as an uninterrupted run would.
             self._save_last()
         self._write_config()
-        if not resume:  # how the images are held, where it is worth saying (disk-mapped, streamed)
-            for key, params in dict(p.note for p in (self.data.train, self.data.val) if p.note).items():
-                self.record({"type": "note", "epoch": 0, "key": key, "params": params})
         if resume:
             if self.writes:
                 runs.truncate_metrics(self.run_dir, self.epoch)
             if self._on_history is not None:
                 self._on_history(runs.read_metrics(self.run_dir))
+        else:  # how the images are held, where it is worth saying (disk-mapped, streamed)
+            for key, params in dict(p.note for p in (self.data.train, self.data.val) if p.note).items():
+                self.record({"type": "note", "epoch": 0, "key": key, "params": params})
         self._update_summary(status="running", message="", message_key="", message_params={},
                             params=self.summary.total_params,
                             trainable_params=self.trainable, flops=self.summary.flops,
